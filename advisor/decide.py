@@ -1,0 +1,159 @@
+"""Decide: turn facts, budget and measured throughput into a recommendation.
+
+The rules rule out what is infeasible and score the rest. A learned model can plug in beside them as a
+``Predictor``: when one is given, it ranks the feasible strategies by predicted accuracy and the rules
+explain; without one, the rule scores rank.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from . import backbone as bb
+from . import budget as budget_mod
+from . import rules as rules_mod
+from . import strategies as st
+from .schemas import (
+    STRATEGIES, Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName,
+    Throughput,
+)
+
+
+class Predictor(Protocol):
+    """Anything that predicts each strategy's accuracy for the facts (a fitted learned model, later)."""
+
+    name: str
+
+    def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]: ...
+
+
+def plan_resolution(image_side: int, book: rules_mod.RuleBook) -> int:
+    """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range."""
+    lo, hi = book.settings["min_resolution"], book.settings["max_resolution"]
+    return int(min(hi, max(lo, 32 * round(image_side / 32))))
+
+
+def plan_batch_size(hw: Hardware, n_images: int, book: rules_mod.RuleBook) -> int:
+    size = book.settings["batch_size_gpu" if hw.device == "cuda" else "batch_size_cpu"]
+    return int(max(1, min(size, n_images)))
+
+
+def _facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | None]) -> dict[str, float]:
+    values = facts.model_dump()
+    values["images_per_class"] = facts.images_per_class
+    values["budget_hours"] = budget.seconds / 3600
+    values.update({f"epochs_{s}": e for s, e in epochs.items()})
+    return values
+
+
+def _settings(
+    name: StrategyName, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, chosen: dict[str, str | bool],
+    epochs: Quantity, backbone: str, arch,
+) -> Settings:
+    strat = st.STRATEGIES[name]
+    trained = strat.trains_backbone
+    aug: list[str] = []
+    if trained:
+        aug = [f"random crop with 1/{4 if chosen.get('augmentation') == 'strong' else 8} reflect padding"]
+        if chosen.get("hflip", True):
+            aug.append("horizontal flip")
+    lr_note = "rule of thumb from advisor/strategies.py"
+    return Settings(
+        backbone=backbone,
+        pretrained=strat.pretrained,
+        resolution=plan_resolution(facts.resolution, book),
+        frozen=st.frozen_modules(arch, strat),
+        trainable_fraction=round(st.trainable_fraction(arch, strat), 4),
+        learning_rate=Quantity(value=strat.lr, source="rule", detail=lr_note) if trained
+        else Quantity(value=0.0, source="rule", detail="backbone frozen; the classifier's L2 strength is chosen on held-out images"),
+        head_learning_rate=Quantity(value=strat.head_lr, source="rule", detail=lr_note) if trained else None,
+        weight_decay=strat.weight_decay,
+        batch_size=plan_batch_size(hw, facts.n_images, book),
+        epochs=epochs,
+        augmentation=aug,
+        label_smoothing=strat.label_smoothing,
+    )
+
+
+def decide(
+    facts: DataFacts,
+    budget: Budget,
+    hw: Hardware,
+    book: rules_mod.RuleBook,
+    throughput: Throughput | None = None,
+    accuracy: dict[StrategyName, Quantity] | None = None,
+    predictor: Predictor | None = None,
+    backbone: str = bb.DEFAULT_BACKBONE,
+) -> Recommendation:
+    """Fire the rules, estimate every strategy's time within the budget, and choose one."""
+    ips = throughput.images_per_second if throughput else {}
+    epochs = {s: budget_mod.epochs_in(budget.seconds, facts.n_images, ips[s]) if s in ips else None for s in STRATEGIES}
+    fact_values = _facts(facts, budget, epochs)
+    outcome = rules_mod.evaluate(book, fact_values)
+    predicted = predictor.predict(fact_values) if predictor else {}
+    accuracy = {**(accuracy or {}), **predicted}
+
+    arch = bb.create(backbone, pretrained=False)  # module layout only, for frozen names and parameter counts
+    estimates = []
+    for s in STRATEGIES:
+        capped = book.max_epochs[s]
+        where = f"measured on {hw.name} at {throughput.resolution}px" if throughput else ""
+        if epochs[s] is not None:
+            planned = min(epochs[s], capped)
+            epochs_q = Quantity(value=round(planned, 2), unit="epochs", source="measured" if planned < capped else "rule",
+                                detail=f"{epochs[s]:.1f} fit in the budget ({where}); cap {capped:g} from the rules")
+            per_epoch = facts.n_images / ips[s]
+            timing = dict(
+                seconds_per_epoch=Quantity(value=round(per_epoch, 2), unit="s", source="measured", detail=where),
+                epochs_in_budget=Quantity(value=round(epochs[s], 2), unit="epochs", source="measured", detail=where),
+                expected_seconds=Quantity(value=round(per_epoch * planned, 1), unit="s", source="estimated",
+                                          detail="planned epochs × measured seconds per epoch"),
+            )
+        else:
+            epochs_q = Quantity(value=capped, unit="epochs", source="rule", detail="throughput not measured; cap from the rules")
+            timing = {}
+        estimates.append(StrategyEstimate(
+            strategy=s,
+            feasible=s not in outcome.excluded,
+            score=Quantity(value=outcome.scores[s], source="rule", detail="sum of the fired rules' points"),
+            accuracy=accuracy.get(s),
+            reasons=outcome.reasons[s] + [f"excluded by {r}" for r in outcome.excluded.get(s, [])],
+            settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, backbone, arch),
+            **timing,
+        ))
+
+    feasible = [e for e in estimates if e.feasible]
+    warnings = []
+    if not feasible:  # nothing fits: the cheapest strategy is the only one that can start
+        feasible = [estimates[0]]
+        warnings.append("No strategy fits the budget; feature extraction on a subset is the only option.")
+    if predicted:
+        ranked = sorted(feasible, key=lambda e: (predicted[e.strategy].value, e.score.value), reverse=True)
+        decided_by = f"learned model '{predictor.name}' ranked the strategies the rules left feasible"
+    else:
+        ranked = sorted(feasible, key=lambda e: e.score.value, reverse=True)  # stable: ties go to the cheaper
+        decided_by = f"rules ({book.source})"
+    best = ranked[0]
+    temperature = book.decision["temperature"]
+    weights = [math.exp((e.score.value - best.score.value) / temperature) for e in feasible]
+    confidence = 1.0 / sum(weights)
+    if budget.note:
+        warnings.append(budget.note)
+    if hw.note:
+        warnings.append(hw.note)
+    return Recommendation(
+        strategy=best.strategy,
+        confidence=Quantity(value=round(confidence, 3), source="rule",
+                            detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})"),
+        reasons=[r.split(": ", 1)[1] for r in outcome.reasons[best.strategy] if ": " in r and "(-" not in r.split(":")[0]]
+        or [f"{best.strategy} is the only feasible strategy."],
+        fired_rules=outcome.fired,
+        estimates=estimates,
+        facts=facts,
+        budget=budget,
+        hardware=hw,
+        throughput=throughput,
+        decided_by=decided_by,
+        warnings=warnings,
+    )

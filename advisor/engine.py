@@ -1,0 +1,236 @@
+"""The benchmark engine: really train one strategy on (train, val) uint8 tensors under a time or epoch budget.
+
+Images arrive decoded once (uint8, N×3×R×R); batches are cut, augmented (random crop with padding,
+optional horizontal flip) and normalised on the device, so no per-sample Python runs in the hot loop.
+Feature extraction embeds once without gradients and fits a multinomial logistic regression.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from . import backbone as bb
+from . import hardware
+from . import strategies as st
+from .schemas import Hardware
+
+
+@dataclass
+class RunResult:
+    strategy: str
+    val_accuracy: float
+    steps: int
+    epochs: float
+    seconds: float
+    images_per_second: float
+    curve: list[tuple[float, float]] = field(default_factory=list)
+
+
+def augment(x: torch.Tensor, flip: bool, pad_fraction: float = 1 / 8, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop with reflect padding (``pad_fraction`` of the side) and optional horizontal flip, per sample."""
+    n, _, h, w = x.shape
+    pad = max(1, int(h * pad_fraction))
+    padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mask = torch.rand(n, device=x.device, generator=generator) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(3), out)
+    return out
+
+
+def lr_factor(progress: float, warmup: float = 0.05) -> float:
+    """Linear warm-up then cosine decay to zero, as a function of the budget used (0–1)."""
+    if progress < warmup:
+        return max(progress / warmup, 0.02)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, hw: Hardware, backbone: str, batch_size: int = 128, features: bool = False) -> torch.Tensor:
+    """Logits (or pooled features) of uint8 images, batched, in eval mode."""
+    model.eval()
+    device = torch.device(hw.device)
+    outs = []
+    for i in range(0, len(x), batch_size):
+        xb = bb.normalise(x[i : i + batch_size].to(device, non_blocking=True), backbone)
+        xb = xb.contiguous(memory_format=hardware.memory_format(hw))
+        with hardware.autocast(hw):
+            out = model.forward_head(model.forward_features(xb), pre_logits=True) if features else model(xb)
+        outs.append(out.float().cpu())
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str) -> float:
+    if len(x) == 0:
+        return float("nan")
+    return float((predict(model, x, hw, backbone).argmax(1) == y).float().mean())
+
+
+def fit_linear(train_f: np.ndarray, train_y: np.ndarray, seed: int = 0):
+    """Standardise + multinomial logistic regression; L2 strength picked on a held-out quarter of train, then refit."""
+    cs = (0.01, 0.1, 1.0)
+    classes, counts = np.unique(train_y, return_counts=True)
+    best_c = 0.1
+    if counts.min() >= 4 and len(classes) >= 2:
+        rng = np.random.default_rng(seed)
+        hold = np.zeros(len(train_y), bool)
+        for c in classes:
+            idx = rng.permutation(np.flatnonzero(train_y == c))
+            hold[idx[: max(1, len(idx) // 4)]] = True
+        scores = []
+        for c in cs:
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300))
+            clf.fit(train_f[~hold], train_y[~hold])
+            scores.append(clf.score(train_f[hold], train_y[hold]))
+        best_c = cs[int(np.argmax(scores))]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=best_c, max_iter=500))
+    return clf.fit(train_f, train_y)
+
+
+def run_feature_extraction(
+    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], hw: Hardware,
+    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, model: nn.Module | None = None,
+) -> RunResult:
+    t0 = time.perf_counter()
+    model = model or bb.create(backbone, weights=weights).to(hw.device)
+    train_f = predict(model, train[0], hw, backbone, features=True).numpy()
+    val_f = predict(model, val[0], hw, backbone, features=True).numpy()
+    embed_s = time.perf_counter() - t0
+    clf = fit_linear(train_f, train[1].numpy())
+    acc = float(clf.score(val_f, val[1].numpy())) if len(val_f) else float("nan")
+    seconds = time.perf_counter() - t0
+    return RunResult("feature_extraction", acc, 1, 1.0, seconds, len(train[0]) / max(embed_s, 1e-9), [(seconds, acc)])
+
+
+def train_step(
+    model, optimizer, xb, yb, strategy: st.Strategy, hw: Hardware, backbone: str, flip: bool, pad_fraction: float = 1 / 8,
+) -> float:
+    """One optimisation step on a uint8 batch already on the device, augmented there; returns the loss."""
+    x = augment(xb, flip, pad_fraction)
+    x = bb.normalise(x, backbone).contiguous(memory_format=hardware.memory_format(hw))
+    with hardware.autocast(hw):
+        loss = F.cross_entropy(model(x), yb, label_smoothing=strategy.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def run(
+    strategy: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    n_classes: int,
+    hw: Hardware,
+    *,
+    seconds: float | None = None,
+    epochs: float | None = None,
+    batch_size: int = 32,
+    flip: bool = True,
+    pad_fraction: float = 1 / 8,
+    backbone: str = bb.DEFAULT_BACKBONE,
+    weights: str | None = None,
+    eval_points: int = 4,
+    seed: int = 0,
+    progress=None,
+) -> RunResult:
+    """Train ``strategy`` until ``seconds`` of training time or ``epochs`` epochs are spent; evaluate on ``val``.
+
+    ``progress``, if given, is called with the fraction of the budget used (0–1).
+    """
+    if (seconds is None) == (epochs is None):
+        raise ValueError("give exactly one of seconds or epochs")
+    strat = st.get(strategy)
+    torch.manual_seed(seed)
+    if not strat.trains_backbone:
+        result = run_feature_extraction(train, val, hw, backbone, weights)
+        if progress:
+            progress(1.0)
+        return result
+
+    device = torch.device(hw.device)
+    model = st.build(strat, n_classes, backbone, weights).to(device).to(memory_format=hardware.memory_format(hw))
+    optimizer = torch.optim.AdamW(st.param_groups(model, strat))
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    x_train, y_train = train[0].to(device), train[1].to(device)
+    n = len(x_train)
+    batch_size = min(batch_size, n)
+    steps_per_epoch = max(1, n // batch_size)
+    total_steps = None if epochs is None else max(1, round(epochs * steps_per_epoch))
+    checkpoints = [(i + 1) / eval_points for i in range(eval_points)]
+    curve: list[tuple[float, float]] = []
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    step, trained_s, perm, pos = 0, 0.0, torch.randperm(n, generator=gen), 0
+    while True:
+        done = trained_s / seconds if seconds is not None else step / total_steps
+        if done >= 1.0:
+            break
+        for g, base in zip(optimizer.param_groups, base_lrs):
+            g["lr"] = base * lr_factor(done)
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        idx = perm[pos : pos + batch_size].to(device)
+        pos += batch_size
+        st.set_train_mode(model, strat)
+        t = time.perf_counter()
+        train_step(model, optimizer, x_train[idx], y_train[idx], strat, hw, backbone, flip, pad_fraction)
+        if hw.device == "cuda":
+            torch.cuda.synchronize()
+        trained_s += time.perf_counter() - t
+        step += 1
+        done = trained_s / seconds if seconds is not None else step / total_steps
+        if progress:
+            progress(min(done, 1.0))
+        while checkpoints and (done >= checkpoints[0] or done >= 1.0):
+            checkpoints.pop(0)
+            curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
+    if not curve or curve[-1][0] != round(trained_s, 3):
+        curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
+    return RunResult(strategy, curve[-1][1], step, step * batch_size / n, trained_s, step * batch_size / max(trained_s, 1e-9), curve)
+
+
+def measure_images_per_second(
+    strategy: str, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
+    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None,
+) -> float:
+    """Images/s of ``strategy``'s training step (forward only for feature extraction), from real timed steps.
+
+    Image content does not change the cost of a step, so random pixels are used. One untimed warm-up step.
+    """
+    strat = st.get(strategy)
+    device = torch.device(hw.device)
+    x = torch.randint(0, 256, (batch_size, 3, resolution, resolution), dtype=torch.uint8, device=device)
+    if not strat.trains_backbone:
+        model = model or bb.create(backbone, pretrained=False).to(device)
+        predict(model, x, hw, backbone, batch_size=batch_size, features=True)
+        t = time.perf_counter()
+        for _ in range(steps):
+            predict(model, x, hw, backbone, batch_size=batch_size, features=True)
+        return steps * batch_size / (time.perf_counter() - t)
+    model = st.build(st.Strategy(**{**strat.__dict__, "pretrained": False}), 10, backbone).to(device)
+    model = model.to(memory_format=hardware.memory_format(hw))
+    optimizer = torch.optim.AdamW(st.param_groups(model, strat))
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    st.set_train_mode(model, strat)
+    times = []
+    for _ in range(steps + 1):
+        t = time.perf_counter()
+        train_step(model, optimizer, x, y, strat, hw, backbone, flip=True)
+        if hw.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return batch_size / (sum(times[1:]) / steps)

@@ -1,0 +1,21 @@
+"""One exception family for the user's mistakes; the CLI prints them as one line."""
+
+
+class AdvisorError(Exception):
+    """Base class for every error caused by input the user can fix."""
+
+
+class DataError(AdvisorError):
+    """The data folder is missing, empty, or not laid out as labelled classes."""
+
+
+class BudgetError(AdvisorError):
+    """The compute budget is missing, zero, negative or not a number."""
+
+
+class BackboneError(AdvisorError):
+    """The backbone name or weights file cannot be used."""
+
+
+class RulesError(AdvisorError):
+    """A rules file cannot be read or refers to something unknown."""

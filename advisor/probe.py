@@ -1,0 +1,118 @@
+"""Probe: short real training runs of every strategy on a class-stratified subset, on this device,
+to check the recommendation. Results are kept for calibration."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+
+from tqdm.auto import tqdm
+
+from . import api, engine, images, store
+from . import backbone as bb
+from .errors import AdvisorError
+from .scan import scan
+from .schemas import STRATEGIES, ProbeResult, ProbeRun, Recommendation
+
+
+def probe_seconds(rec: Recommendation, fraction: float) -> float:
+    """The probe's total time: ``fraction`` of the budget, at least 20 s and at most 20 minutes."""
+    if not 0 < fraction <= 1:
+        raise AdvisorError(f"The probe fraction must be in (0, 1]; got {fraction}.")
+    return min(1200.0, max(20.0, rec.budget.seconds * fraction))
+
+
+def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[list, bool, str]:
+    ranking = [r.strategy for r in sorted(runs, key=lambda r: r.val_accuracy, reverse=True)]
+    acc = {r.strategy: r.val_accuracy for r in runs}
+    best = ranking[0]
+    # the recommended strategy agrees if it is within one binomial standard error of the best
+    se = math.sqrt(max(acc[best] * (1 - acc[best]), 0.25 / max(n_val, 1)) / max(n_val, 1))
+    chosen = rec.strategy
+    agrees = chosen in acc and acc[best] - acc[chosen] <= se
+    if chosen == best:
+        verdict = f"The probe agrees: {chosen} reached the best validation accuracy ({acc[chosen]:.1%})."
+    elif agrees:
+        verdict = (f"The probe agrees within noise: {best} {acc[best]:.1%} vs recommended {chosen} {acc[chosen]:.1%} "
+                   f"(difference below one standard error, {se:.1%}, on {n_val} validation images).")
+    else:
+        verdict = (f"The probe disagrees: {best} reached {acc[best]:.1%}, the recommended {chosen} {acc[chosen]:.1%}. "
+                   "Short runs favour cheap strategies; a longer budget may still favour the recommendation.")
+    return ranking, agrees, verdict
+
+
+def probe(
+    data: str | os.PathLike,
+    *,
+    gpu_hours: float | None = None,
+    hours: float | None = None,
+    minutes: float | None = None,
+    fraction: float = 0.05,
+    seconds: float | None = None,
+    max_train: int = 600,
+    max_val: int = 300,
+    resolution: int | None = None,
+    device: str | None = None,
+    backbone: str = bb.DEFAULT_BACKBONE,
+    weights: str | None = None,
+    rules: str | os.PathLike | None = None,
+    strategies: tuple[str, ...] = STRATEGIES,
+    progress: bool = True,
+    log: api.Log = api._quiet,
+    save: bool = True,
+) -> ProbeResult:
+    """Recommend, then train each strategy briefly on a subset and report whether the ranking agrees.
+
+    The probe spends ``seconds`` in total, or ``fraction`` of the budget (see :func:`probe_seconds`), split
+    equally between the strategies; feature extraction takes what one pass needs. Runs at ``resolution``
+    (default: the planned resolution, at most 64 px on a CPU).
+    """
+    rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
+                        weights=weights, rules=rules, log=log)
+    total = seconds if seconds is not None else probe_seconds(rec, fraction)
+    if total <= 0:
+        raise AdvisorError(f"The probe needs a positive number of seconds; got {total}.")
+    hw = rec.hardware
+    planned = rec.estimate(rec.strategy).settings
+    res = resolution or (planned.resolution if hw.device == "cuda" else min(planned.resolution, 64))
+
+    scanned = scan(data)
+    train_items = scanned.split("train")
+    n_classes = len(scanned.classes)
+    if scanned.layout == "split" and scanned.split("eval"):
+        val_items = images.stratified(scanned.split("eval"), max(1, max_val // n_classes))
+    else:
+        train_items, val_items = images.split_stratified(train_items, 0.2)
+        val_items = images.stratified(val_items, max(1, max_val // n_classes))
+    train_items = images.stratified(train_items, max(1, max_train // n_classes))
+    if not val_items:
+        raise AdvisorError("Too few images to hold any out for validation; add images or a val/ split.")
+    log(f"probe: decoding {len(train_items)} training and {len(val_items)} validation images at {res}px …")
+    train, val = images.load(train_items, res), images.load(val_items, res)
+
+    per_strategy = total / len(strategies)
+    flip = planned.augmentation and any("flip" in a for a in planned.augmentation)
+    pad = 1 / 4 if any("1/4" in a for a in planned.augmentation) else 1 / 8
+    runs = []
+    for name in strategies:
+        with tqdm(total=100, desc=f"probe {name}", unit="%", disable=not progress, leave=True,
+                  bar_format="{desc:<26}{bar}| {n:.0f}% [{elapsed}]") as bar:
+            def tick(done: float, bar=bar) -> None:
+                bar.n = round(100 * done)
+                bar.refresh()
+            r = engine.run(name, train, val, n_classes, hw, seconds=per_strategy,
+                           batch_size=planned.batch_size, flip=bool(flip), pad_fraction=pad,
+                           backbone=backbone, weights=weights, progress=tick)
+        runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
+                             seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve))
+    ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
+    result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
+                         train_images=len(train[0]), val_images=len(val[0]), resolution=res, seconds_per_strategy=round(per_strategy, 1))
+    if save:
+        path = store.home() / "probes.jsonl"
+        record = {"time": datetime.now(timezone.utc).isoformat(), "machine": store.machine_id(), **result.model_dump(mode="json")}
+        store.append(path, record)
+        result = result.model_copy(update={"stored_at": str(path)})
+    return result
+

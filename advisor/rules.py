@@ -1,0 +1,139 @@
+"""Load the declarative rules (``rules/*.toml``) and evaluate them against the facts of a data set and budget."""
+
+from __future__ import annotations
+
+import operator
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import RulesError
+from .schemas import STRATEGIES, FiredRule, StrategyName
+
+OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+FACTS = (
+    "n_images", "n_classes", "images_per_class", "resolution", "channels", "imbalance", "similarity", "budget_hours",
+    *(f"epochs_{s}" for s in STRATEGIES),
+)
+SETTINGS = {"augmentation": ("light", "strong"), "hflip": (True, False)}
+_CONDITION = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str
+    when: list[str] = Field(default_factory=list)
+    prefer: dict[StrategyName, float] = Field(default_factory=dict)
+    exclude: list[StrategyName] = Field(default_factory=list)
+    set_: dict[str, str | bool] = Field(default_factory=dict, alias="set")
+    reason: str
+
+    @field_validator("set_")
+    @classmethod
+    def _known_settings(cls, value: dict) -> dict:
+        for key, v in value.items():
+            if key not in SETTINGS or v not in SETTINGS[key]:
+                raise ValueError(f"setting {key}={v!r} unknown; allowed: {SETTINGS}")
+        return value
+
+    def effect(self) -> str:
+        parts = [f"{s} {p:+g}" for s, p in self.prefer.items()]
+        parts += [f"exclude {s}" for s in self.exclude]
+        parts += [f"{k}={v}" for k, v in self.set_.items()]
+        return ", ".join(parts)
+
+
+class RuleBook(BaseModel):
+    """A whole rules file: thresholds, decision and settings constants, and the rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: dict[str, float]
+    decision: dict[str, float]
+    settings: dict[str, int]
+    max_epochs: dict[StrategyName, float]
+    rule: list[Rule]
+    source: str = ""
+
+    def model_post_init(self, _context) -> None:
+        for r in self.rule:
+            for cond in r.when:
+                self._parse(cond, r.id)
+
+    def _parse(self, condition: str, rule_id: str = "?") -> tuple[str, str, float]:
+        m = _CONDITION.match(condition)
+        if not m:
+            raise RulesError(f"rule '{rule_id}': cannot read condition '{condition}'; write '<fact> <op> <threshold>'.")
+        fact, op, rhs = m.groups()
+        if fact not in FACTS:
+            raise RulesError(f"rule '{rule_id}': unknown fact '{fact}'; known facts: {', '.join(FACTS)}.")
+        if rhs in self.thresholds:
+            return fact, op, self.thresholds[rhs]
+        try:
+            return fact, op, float(rhs)
+        except ValueError:
+            raise RulesError(f"rule '{rule_id}': '{rhs}' is neither a number nor a threshold in [thresholds].") from None
+
+    def holds(self, rule: Rule, facts: dict[str, float]) -> bool:
+        for cond in rule.when:
+            fact, op, value = self._parse(cond, rule.id)
+            if facts.get(fact) is None or not OPS[op](facts[fact], value):
+                return False
+        return True
+
+
+@dataclass
+class Outcome:
+    """What the fired rules say: a score per strategy, exclusions, settings and the reasons."""
+
+    scores: dict[StrategyName, float]
+    excluded: dict[StrategyName, list[str]] = field(default_factory=dict)
+    settings: dict[str, str | bool] = field(default_factory=dict)
+    fired: list[FiredRule] = field(default_factory=list)
+    reasons: dict[StrategyName, list[str]] = field(default_factory=dict)
+
+
+def evaluate(book: RuleBook, facts: dict[str, float]) -> Outcome:
+    """Fire every rule whose conditions hold; later ``set`` effects override earlier ones."""
+    out = Outcome(scores={s: 0.0 for s in STRATEGIES}, reasons={s: [] for s in STRATEGIES})
+    for rule in book.rule:
+        if not book.holds(rule, facts):
+            continue
+        out.fired.append(FiredRule(id=rule.id, reason=rule.reason, effect=rule.effect()))
+        for strategy, points in rule.prefer.items():
+            out.scores[strategy] += points
+            out.reasons[strategy].append(f"{rule.id} ({points:+g}): {rule.reason}")
+        for strategy in rule.exclude:
+            out.excluded.setdefault(strategy, []).append(f"{rule.id}: {rule.reason}")
+        out.settings.update(rule.set_)
+    return out
+
+
+def default_path() -> Path:
+    """``rules/default.toml`` of the source tree, or the copy packaged inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "rules" / "default.toml", here / "_rules" / "default.toml"):
+        if candidate.is_file():
+            return candidate
+    raise RulesError("The default rules file is missing from this installation; pass --rules FILE.")
+
+
+def load(path: str | Path | None = None) -> RuleBook:
+    """Read and validate a rules file (default: ``rules/default.toml``)."""
+    path = Path(path) if path else default_path()
+    if not path.is_file():
+        raise RulesError(f"Rules file '{path}' does not exist.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RulesError(f"Rules file '{path}' is not valid TOML: {exc}") from None
+    try:
+        return RuleBook(**data, source=str(path))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RulesError(f"Rules file '{path}': {where}: {first['msg']}") from None

@@ -1,0 +1,190 @@
+"""Pydantic models at the edges: what each step of scan → profile → measure → decide returns."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+StrategyName = Literal["feature_extraction", "fine_tune", "retrain", "scratch"]
+STRATEGIES: tuple[StrategyName, ...] = ("feature_extraction", "fine_tune", "retrain", "scratch")
+
+Source = Literal["measured", "rule", "estimated", "user", "model"]
+
+
+class Quantity(BaseModel):
+    """A number the advisor shows, with where it came from."""
+
+    value: float
+    unit: str = ""
+    source: Source
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.value:g}{(' ' + self.unit) if self.unit else ''} [{self.source}]"
+
+
+class ClassCount(BaseModel):
+    name: str
+    train: int
+    eval: int = 0
+
+
+class DataProfile(BaseModel):
+    """What the scan found in a data folder (headers only; nothing is decoded)."""
+
+    root: str
+    layout: Literal["imagefolder", "split"]
+    n_images: int = Field(description="readable training images")
+    n_eval_images: int = Field(0, description="readable images in val/ or test/ (split layout)")
+    n_classes: int
+    classes: list[ClassCount]
+    images_per_class_min: int
+    images_per_class_median: float
+    images_per_class_max: int
+    imbalance: float = Field(description="largest class / smallest class (1 = balanced)")
+    width_median: int
+    height_median: int
+    size_min: tuple[int, int]
+    size_max: tuple[int, int]
+    modes: dict[str, int] = Field(description="PIL image modes and how many images have each")
+    channels: Literal[1, 3] = Field(description="1 when every image is greyscale, else 3")
+    unreadable: list[str] = Field(default_factory=list, description="files that could not be read (path: reason)")
+    ignored: int = Field(0, description="files skipped because their extension is not an image's")
+    scan_seconds: float
+
+
+class Similarity(BaseModel):
+    """How close the images are to the backbone's pretraining source (ImageNet)."""
+
+    backbone: str
+    sample_size: int
+    resolution: int
+    imagenet_confidence: float = Field(description="mean top-1 softmax of the ImageNet head (0–1)")
+    imagenet_entropy: float = Field(description="mean entropy of the ImageNet head / log(1000) (0–1, lower = more ImageNet-like)")
+    feature_shift: float = Field(
+        description="mean symmetric KL between the images' per-channel feature statistics and the "
+        "backbone's ImageNet BatchNorm statistics (0 = same distribution)"
+    )
+    knn_accuracy: float | None = Field(description="cross-validated 5-NN accuracy on frozen features")
+    linear_accuracy: float | None = Field(description="cross-validated logistic-regression accuracy on frozen features")
+    separability: float | None = Field(description="linear accuracy rescaled so chance = 0 and perfect = 1")
+    score: float = Field(description="combined domain similarity, 0 (unlike ImageNet) to 1 (ImageNet-like)")
+    seconds: float
+
+
+class Hardware(BaseModel):
+    device: str = Field(description="torch device used: 'cuda' or 'cpu'")
+    name: str
+    cpu_threads: int
+    gpu_available: bool
+    precision: Literal["bf16", "fp32"]
+    note: str = ""
+
+
+class Budget(BaseModel):
+    seconds: float = Field(gt=0)
+    given_as: str = Field(description="what the user asked for, e.g. '4 GPU-hours'")
+    note: str = ""
+
+
+class Throughput(BaseModel):
+    """Training images per second of each strategy, measured with real steps on this device."""
+
+    resolution: int
+    batch_size: int
+    images_per_second: dict[StrategyName, float]
+    detail: str
+    seconds: float
+
+
+class Settings(BaseModel):
+    """Concrete training settings for one strategy."""
+
+    backbone: str
+    pretrained: bool
+    resolution: int
+    frozen: list[str] = Field(description="modules whose weights stay fixed")
+    trainable_fraction: float = Field(description="share of the backbone's parameters that are trained")
+    learning_rate: Quantity
+    head_learning_rate: Quantity | None = None
+    weight_decay: float
+    batch_size: int
+    epochs: Quantity
+    augmentation: list[str]
+    label_smoothing: float
+
+
+class StrategyEstimate(BaseModel):
+    strategy: StrategyName
+    feasible: bool
+    score: Quantity = Field(description="rule score; higher is better")
+    seconds_per_epoch: Quantity | None = None
+    epochs_in_budget: Quantity | None = None
+    expected_seconds: Quantity | None = Field(None, description="time of the planned run within the budget")
+    accuracy: Quantity | None = None
+    reasons: list[str] = Field(default_factory=list)
+    settings: Settings
+
+
+class FiredRule(BaseModel):
+    id: str
+    reason: str
+    effect: str
+
+
+class DataFacts(BaseModel):
+    """The numbers the decision uses; from a profile or given directly (numbers-only form)."""
+
+    n_images: int = Field(gt=0)
+    n_classes: int = Field(ge=2)
+    resolution: int = Field(gt=0, description="median shorter side of the images in pixels")
+    channels: Literal[1, 3] = 3
+    imbalance: float = Field(1.0, ge=1.0)
+    similarity: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def images_per_class(self) -> float:
+        return self.n_images / self.n_classes
+
+
+class Recommendation(BaseModel):
+    strategy: StrategyName
+    confidence: Quantity
+    reasons: list[str]
+    fired_rules: list[FiredRule]
+    estimates: list[StrategyEstimate]
+    facts: DataFacts
+    budget: Budget
+    hardware: Hardware
+    throughput: Throughput | None = None
+    profile: DataProfile | None = None
+    similarity: Similarity | None = None
+    decided_by: str = Field(description="which part of advisor made the choice")
+    warnings: list[str] = Field(default_factory=list)
+
+    def estimate(self, strategy: StrategyName) -> StrategyEstimate:
+        return next(e for e in self.estimates if e.strategy == strategy)
+
+
+class ProbeRun(BaseModel):
+    strategy: StrategyName
+    val_accuracy: float
+    steps: int
+    epochs: float
+    seconds: float
+    images_per_second: float
+    curve: list[tuple[float, float]] = Field(description="(seconds, validation accuracy) points")
+
+
+class ProbeResult(BaseModel):
+    recommendation: Recommendation
+    runs: list[ProbeRun]
+    ranking: list[StrategyName]
+    agrees: bool
+    verdict: str
+    train_images: int
+    val_images: int
+    resolution: int
+    seconds_per_strategy: float
+    stored_at: str | None = None
