@@ -18,7 +18,7 @@ from .scan import scan
 from .schemas import STRATEGIES, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
 
 SIMILARITY_RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
-SIMILARITY_SAMPLE = 192
+SIMILARITY_SAMPLE = 128
 
 Log = Callable[[str], None]
 
@@ -40,10 +40,10 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     """Images/s of each strategy's training step on this device, from real timed steps.
 
     Scratch trains the same network and layers as retrain, so its speed is retrain's measurement.
-    On the CPU the step is timed at a batch of at most 16: images/s barely depends on it there.
+    On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
     """
     t0 = time.perf_counter()
-    timed_batch = batch_size if hw.device == "cuda" else min(batch_size, 16)
+    timed_batch = batch_size if hw.device == "cuda" else min(batch_size, 8)
     ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES if s != "scratch"}
     ips["scratch"] = ips["retrain"]
     return Throughput(

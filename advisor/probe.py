@@ -99,8 +99,7 @@ def probe(
         with tqdm(total=100, desc=f"probe {name}", unit="%", disable=not progress, leave=True,
                   bar_format="{desc:<26}{bar}| {n:.0f}% [{elapsed}]") as bar:
             def tick(done: float, bar=bar) -> None:
-                bar.n = round(100 * done)
-                bar.refresh()
+                bar.update(round(100 * done) - bar.n)
             r = engine.run(name, train, val, n_classes, hw, seconds=per_strategy,
                            batch_size=planned.batch_size, flip=bool(flip), pad_fraction=pad,
                            backbone=backbone, weights=weights, progress=tick)

@@ -1,0 +1,113 @@
+"""The `advisor` command: parses, calls the API, renders. User mistakes become one clear line."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import click
+
+from . import api, datasets, report
+from .probe import probe as run_probe
+from .backbone import BACKBONES, DEFAULT_BACKBONE
+from .errors import AdvisorError
+
+
+def _user_errors(func):
+    """Turn AdvisorError into click's one-line error (exit 1) and warnings into 'warning:' lines."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
+        try:
+            return func(*args, **kwargs)
+        except AdvisorError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _budget_options(func):
+    for option in reversed([
+        click.option("--gpu-hours", help="Budget in GPU-hours (hours of this machine's CPU when it has no GPU)."),
+        click.option("--hours", help="Budget in hours of the device advisor plans for."),
+        click.option("--minutes", help="Budget in minutes of the device advisor plans for."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _common_options(func):
+    for option in reversed([
+        click.option("--data", required=True, type=click.Path(file_okay=True, dir_okay=True),
+                     help="Folder with one sub-folder per class (or train/ and val/ splits of those)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Plan for this device (default: CUDA if present)."),
+        click.option("--backbone", type=click.Choice(list(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True),
+        click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own weights file for the backbone."),
+        click.option("--rules", type=click.Path(dir_okay=False), default=None, help="A rules file instead of rules/default.toml."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _log(as_json: bool):
+    return api._quiet if as_json else api.stderr_log
+
+
+@click.group()
+@click.version_option(package_name="advisor")
+def main() -> None:
+    """Advice on training an image classifier: scratch, fine-tune, feature extraction or retrain."""
+
+
+@main.command()
+@_common_options
+@_budget_options
+@_user_errors
+def recommend(data, device, backbone, weights, rules, as_json, gpu_hours, hours, minutes):
+    """Recommend a strategy for the images in --data and the budget."""
+    rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
+                        weights=weights, rules=rules, log=_log(as_json))
+    click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
+
+
+@main.command()
+@_common_options
+@_budget_options
+@click.option("--fraction", type=float, default=0.05, show_default=True, help="Share of the budget the probe may spend.")
+@click.option("--seconds", type=float, default=None, help="Total probe time in seconds (instead of --fraction).")
+@click.option("--max-train", type=click.IntRange(min=2), default=600, show_default=True, help="Training images in the probe subset.")
+@click.option("--resolution", type=click.IntRange(min=16), default=None, help="Probe resolution (default: planned, ≤ 64 px on CPU).")
+@_user_errors
+def probe(data, device, backbone, weights, rules, as_json, gpu_hours, hours, minutes, fraction, seconds, max_train, resolution):
+    """Check the recommendation with short real training runs of every strategy."""
+    result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, fraction=fraction, seconds=seconds,
+                             max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
+                             rules=rules, progress=not as_json, log=_log(as_json))
+    click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(), help="Folder with one sub-folder per class.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@_user_errors
+def profile(data, as_json):
+    """Show what advisor sees in a data folder (reads headers only; writes nothing)."""
+    p = api.profile(data)
+    click.echo(p.model_dump_json(indent=2) if as_json else report.profile_text(p))
+
+
+@main.command("demo-data")
+@click.argument("dest", type=click.Path())
+@click.option("--source", type=click.Choice(list(datasets.SOURCES)), default="digits", show_default=True)
+@click.option("--per-class", type=click.IntRange(min=1), default=None, help="Keep at most this many images per class.")
+@_user_errors
+def demo_data(dest, source, per_class):
+    """Export a real labelled image set that installs offline to an ImageFolder at DEST."""
+    path = datasets.export(source, dest, per_class)
+    click.echo(f"wrote {sum(1 for _ in path.rglob('*.png'))} images of '{source}' to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Render results for people: plain text, one function per result type."""
+
+from __future__ import annotations
+
+from .schemas import DataProfile, ProbeResult, Quantity, Recommendation, Similarity
+
+TITLES = {"feature_extraction": "feature extraction", "fine_tune": "fine-tune", "retrain": "retrain", "scratch": "scratch"}
+
+
+def _q(q: Quantity | None, fmt: str = "{:.3g}") -> str:
+    return "—" if q is None else f"{fmt.format(q.value)}{(' ' + q.unit) if q.unit else ''} [{q.source}]"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def profile_text(p: DataProfile) -> str:
+    lines = [
+        f"Data: {p.root} ({p.layout} layout)",
+        f"  {p.n_images} training images" + (f", {p.n_eval_images} for evaluation" if p.n_eval_images else "")
+        + f", {p.n_classes} classes",
+        f"  per class: min {p.images_per_class_min}, median {p.images_per_class_median:g}, max {p.images_per_class_max}"
+        f"  (imbalance {p.imbalance:g}×)",
+        f"  image size: median {p.width_median}×{p.height_median}, smallest {p.size_min[0]}×{p.size_min[1]}, "
+        f"largest {p.size_max[0]}×{p.size_max[1]}",
+        f"  modes: {', '.join(f'{m} {n}' for m, n in p.modes.items())}  → {'greyscale' if p.channels == 1 else 'colour'}",
+        f"  scanned in {p.scan_seconds:.2f} s (headers only)",
+    ]
+    if p.unreadable:
+        lines.append(f"  {len(p.unreadable)} unreadable file(s) skipped, e.g. {p.unreadable[0]}")
+    if p.ignored:
+        lines.append(f"  {p.ignored} non-image file(s) ignored")
+    smallest = sorted(p.classes, key=lambda c: c.train)[:3]
+    lines.append("  smallest classes: " + ", ".join(f"{c.name} ({c.train})" for c in smallest))
+    return "\n".join(lines)
+
+
+def similarity_text(s: Similarity) -> str:
+    def opt(v: float | None) -> str:
+        return "n/a (too few images per class)" if v is None else f"{v:.3f}"
+
+    return "\n".join([
+        f"Domain similarity to ImageNet: {s.score:.2f} (0 = unlike, 1 = ImageNet-like) [measured]",
+        f"  from {s.sample_size} sampled images at {s.resolution}px with {s.backbone}, {s.seconds:.1f} s",
+        f"  ImageNet head confidence {s.imagenet_confidence:.3f}, entropy {s.imagenet_entropy:.3f}, "
+        f"feature-statistics shift {s.feature_shift:.2f}",
+        f"  frozen features: 5-NN accuracy {opt(s.knn_accuracy)}, linear {opt(s.linear_accuracy)}, separability {opt(s.separability)}",
+    ])
+
+
+def recommendation_text(r: Recommendation) -> str:
+    best = r.estimate(r.strategy)
+    s = best.settings
+    lines = [
+        f"Recommendation: {TITLES[r.strategy].upper()}  (confidence {r.confidence.value:.0%} [{r.confidence.source}])",
+        f"  decided by: {r.decided_by}",
+        "Why:",
+        *[f"  - {reason}" for reason in r.reasons],
+        "",
+        f"Settings for {TITLES[r.strategy]}:",
+        f"  backbone {s.backbone} ({'ImageNet weights' if s.pretrained else 'random init'}), {s.resolution}px, batch {s.batch_size}",
+        f"  frozen: {', '.join(s.frozen) if s.frozen else 'nothing'}  (trains {s.trainable_fraction:.0%} of the backbone's weights)",
+        f"  learning rate {_q(s.learning_rate)}" + (f", head {_q(s.head_learning_rate)}" if s.head_learning_rate else "")
+        + f", weight decay {s.weight_decay:g}, label smoothing {s.label_smoothing:g}",
+        f"  epochs {_q(s.epochs, '{:.1f}')}",
+        f"  augmentation: {', '.join(s.augmentation) if s.augmentation else 'none (features are computed once)'}",
+        "",
+        f"Every strategy within {r.budget.given_as} on {r.hardware.name}:",
+        f"  {'strategy':<20}{'feasible':<10}{'score':<12}{'epochs fit':<26}{'planned time':<20}accuracy",
+    ]
+    for e in r.estimates:
+        epochs = _q(e.epochs_in_budget, "{:.1f}")
+        t = f"{_duration(e.expected_seconds.value)} [{e.expected_seconds.source}]" if e.expected_seconds else "—"
+        acc = "—" if e.accuracy is None else f"{e.accuracy.value:.1%} [{e.accuracy.source}]"
+        mark = "→ " if e.strategy == r.strategy else "  "
+        lines.append(f"{mark}{TITLES[e.strategy]:<20}{'yes' if e.feasible else 'no':<10}{e.score.value:<12g}{epochs:<26}{t:<20}{acc}")
+    fe = r.estimate("feature_extraction").accuracy
+    if fe is not None:
+        lines.append(f"  accuracy [measured]: {fe.detail}. Others need a probe: advisor probe")
+    if r.throughput:
+        lines.append(f"  throughput [measured]: " + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())
+                     + f" ({r.throughput.detail})")
+    lines.append("Fired rules: " + ", ".join(f.id for f in r.fired_rules))
+    if r.similarity:
+        lines[0:0] = [similarity_text(r.similarity), ""]
+    if r.profile:
+        lines[0:0] = [profile_text(r.profile), ""]
+    lines += [f"Note: {w}" for w in r.warnings]
+    return "\n".join(lines)
+
+
+def probe_text(p: ProbeResult) -> str:
+    lines = [
+        recommendation_text(p.recommendation),
+        "",
+        f"Probe: {p.train_images} training / {p.val_images} validation images at {p.resolution}px, "
+        f"{p.seconds_per_strategy:g} s per strategy on {p.recommendation.hardware.name} [measured]",
+        f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}img/s",
+    ]
+    for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
+        lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{run.images_per_second:.0f}")
+    lines.append(p.verdict)
+    if p.stored_at:
+        lines.append(f"Saved for calibration: {p.stored_at}")
+    return "\n".join(lines)
