@@ -37,7 +37,7 @@ def square(im: Image.Image, size: int) -> np.ndarray:
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0 if scale < 0.5 else None)
     left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)))
+    return np.array(im.crop((left, top, left + size, top + size)))
 
 
 def _decode(path: str, size: int) -> np.ndarray | None:

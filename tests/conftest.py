@@ -1,0 +1,59 @@
+"""Shared fixtures: small real image folders made from data sets that install offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from advisor import datasets, hardware, images
+
+FOOLBOX_DATA = Path(importlib.util.find_spec("foolbox").origin).parent / "data" if importlib.util.find_spec("foolbox") else None
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / "advisor-home"))
+
+
+@pytest.fixture(scope="session")
+def hw():
+    return hardware.detect("cpu")
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    """scikit-learn's digits as an ImageFolder: 10 classes × 20 images of 8×8 greyscale."""
+    return datasets.export("digits", tmp_path_factory.mktemp("d") / "digits", per_class=20)
+
+
+@pytest.fixture(scope="session")
+def photos() -> tuple[torch.Tensor, list[int]]:
+    """The 20 ImageNet photos foolbox ships, at 128 px, with their ImageNet labels."""
+    if FOOLBOX_DATA is None:
+        pytest.skip("foolbox is not installed (pip install --no-deps foolbox)")
+    files = sorted(FOOLBOX_DATA.glob("imagenet_*.jpg"))
+    x = np.stack([images.square(Image.open(f), 128) for f in files])
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), [int(f.stem.split("_")[-1]) for f in files]
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` with its size and mtime, to prove nothing was changed."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = Path(root) / name
+            st = p.stat()
+            out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out

@@ -1,0 +1,59 @@
+"""The public API end to end on real images, and the numbers-only form."""
+
+import pytest
+
+import advisor
+from advisor import AdvisorError, Recommendation
+
+
+@pytest.fixture(scope="module")
+def rec(digits_dir):
+    return advisor.recommend(digits_dir, minutes=30)
+
+
+def test_recommend_on_a_folder(rec):
+    assert isinstance(rec, Recommendation)
+    assert rec.strategy in {e.strategy for e in rec.estimates if e.feasible}
+    assert {e.strategy for e in rec.estimates} == {"feature_extraction", "fine_tune", "retrain", "scratch"}
+    assert rec.profile.n_images == 200 and rec.similarity.sample_size > 0
+    assert rec.hardware.device == "cpu" and "No GPU" in " ".join(rec.warnings)
+    assert rec.reasons and rec.fired_rules
+    fe = rec.estimate("feature_extraction")
+    assert fe.accuracy.source == "measured"
+    for e in rec.estimates:
+        assert e.seconds_per_epoch.source == "measured" and e.seconds_per_epoch.value > 0
+        assert e.expected_seconds.value <= 30 * 60 + 1e-6
+
+
+def test_digits_are_far_from_imagenet(rec):
+    assert rec.similarity.score < 0.5
+    assert rec.facts.channels == 1
+
+
+def test_json_round_trip(rec):
+    again = Recommendation.model_validate_json(rec.model_dump_json())
+    assert again == rec
+
+
+def test_numbers_only_uses_the_same_decision():
+    small = advisor.recommend(n_images=300, n_classes=10, similarity=0.8, hours=1, measure=False)
+    assert small.strategy == "feature_extraction"
+    assert small.estimate("fine_tune").epochs_in_budget is None  # nothing measured, nothing claimed
+    measured = advisor.recommend(n_images=300, n_classes=10, similarity=0.8, hours=1, resolution=32)
+    assert measured.throughput.resolution == 64  # clamped to the rules' minimum
+    assert measured.estimate("fine_tune").epochs_in_budget.value > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_images=100, n_classes=1, similarity=0.5), "n_classes"),
+    (dict(n_images=100, n_classes=5), "give n_images, n_classes and similarity"),
+    (dict(n_images=100, n_classes=5, similarity=1.5), "similarity"),
+])
+def test_numbers_only_errors(kwargs, message):
+    with pytest.raises(AdvisorError, match=message):
+        advisor.recommend(hours=1, measure=False, **kwargs)
+
+
+def test_folder_and_numbers_together_is_an_error(digits_dir):
+    with pytest.raises(AdvisorError, match="not both"):
+        advisor.recommend(digits_dir, n_images=5, hours=1)

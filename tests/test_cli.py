@@ -1,0 +1,91 @@
+"""The command line: help everywhere, JSON output, and one clear line (no traceback) for bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from advisor.cli import main
+from advisor.schemas import ProbeResult, Recommendation
+
+from .conftest import copy_tree, snapshot
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["recommend"], ["probe"], ["profile"], ["demo-data"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(main, command + ["--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_profile_command(digits_dir):
+    result = runner.invoke(main, ["profile", "--data", str(digits_dir)])
+    assert result.exit_code == 0, result.output
+    assert "200 training images, 10 classes" in result.output
+    data = json.loads(runner.invoke(main, ["profile", "--data", str(digits_dir), "--json"]).output)
+    assert data["n_classes"] == 10
+
+
+def test_recommend_json_and_text(digits_dir):
+    before = snapshot(digits_dir)
+    result = runner.invoke(main, ["recommend", "--data", str(digits_dir), "--gpu-hours", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    rec = Recommendation.model_validate_json(result.stdout)
+    assert rec.budget.seconds == 1800
+    text = runner.invoke(main, ["recommend", "--data", str(digits_dir), "--minutes", "5"])
+    assert text.exit_code == 0
+    assert "Recommendation:" in text.stdout and "[measured]" in text.stdout and "[rule]" in text.stdout
+    assert snapshot(digits_dir) == before
+
+
+def _bad(tmp_path, digits_dir):
+    one = copy_tree(digits_dir / "1", tmp_path / "one" / "1")
+    return [
+        (["--data", str(tmp_path / "nope"), "--hours", "1"], "does not exist"),
+        (["--data", str(next(one.iterdir())), "--hours", "1"], "is a file"),
+        (["--data", str(tmp_path / "one"), "--hours", "1"], "single class"),
+        (["--data", str(digits_dir), "--hours", "0"], "greater than zero"),
+        (["--data", str(digits_dir), "--hours", "-2"], "greater than zero"),
+        (["--data", str(digits_dir), "--gpu-hours", "lots"], "must be a number"),
+        (["--data", str(digits_dir)], "Give the budget once"),
+    ]
+
+
+def test_bad_input_gives_one_clear_line(tmp_path, digits_dir):
+    (tmp_path / "empty").mkdir()
+    cases = _bad(tmp_path, digits_dir) + [(["--data", str(tmp_path / "empty"), "--hours", "1"], "no class sub-folders")]
+    for args, message in cases:
+        result = runner.invoke(main, ["recommend", *args])
+        assert result.exit_code != 0, args
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_corrupt_file_is_a_warning_not_an_error(tmp_path, digits_dir):
+    root = copy_tree(digits_dir, tmp_path / "d")
+    (root / "2" / "bad.jpg").write_bytes(b"\xff\xd8 broken")
+    result = runner.invoke(main, ["profile", "--data", str(root)])
+    assert result.exit_code == 0
+    assert "warning: skipped 1 unreadable" in result.stderr
+
+
+def test_demo_data_exports_a_real_folder(tmp_path):
+    dest = tmp_path / "digits"
+    result = runner.invoke(main, ["demo-data", str(dest), "--per-class", "3"])
+    assert result.exit_code == 0 and "wrote 30 images" in result.output
+    again = runner.invoke(main, ["demo-data", str(dest)])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
+    result = runner.invoke(main, ["probe", "--data", str(digits_dir), "--minutes", "10", "--seconds", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    probe = ProbeResult.model_validate_json(result.stdout)
+    assert {r.strategy for r in probe.runs} == {"feature_extraction", "fine_tune", "retrain", "scratch"}
+    assert sorted(probe.ranking) == sorted(r.strategy for r in probe.runs)
+    accs = {r.strategy: r.val_accuracy for r in probe.runs}
+    assert accs[probe.ranking[0]] == max(accs.values())
+    assert probe.agrees == probe.verdict.startswith("The probe agrees")
+    stored = [json.loads(line) for line in open(probe.stored_at)]
+    assert len(stored) == 1 and stored[0]["runs"][0]["strategy"] == "feature_extraction"

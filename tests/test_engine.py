@@ -1,0 +1,77 @@
+"""The engine really trains each strategy (tiny real runs on CPU)."""
+
+import pytest
+import torch
+
+from advisor import datasets, engine, images, strategies
+from advisor.schemas import STRATEGIES
+from PIL import Image
+import numpy as np
+
+
+@pytest.fixture(scope="module")
+def digit_tensors():
+    x, y, _ = datasets.load("digits")
+    arr = np.stack([images.square(Image.fromarray(im), 32) for im in x[:300]])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(y[:300]).long()
+    return (x[:200], y[:200]), (x[200:], y[200:])
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_trains_a_few_real_steps(name, digit_tensors, hw):
+    train, val = digit_tensors
+    r = engine.run(name, train, val, 10, hw, epochs=0.5, batch_size=16, flip=False, eval_points=2)
+    assert 0.0 <= r.val_accuracy <= 1.0
+    assert r.steps >= 1 and r.seconds > 0 and r.images_per_second > 0
+    assert r.curve and r.curve[-1][1] == r.val_accuracy
+
+
+def test_feature_extraction_beats_chance(digit_tensors, hw):
+    train, val = digit_tensors
+    assert engine.run("feature_extraction", train, val, 10, hw, epochs=1).val_accuracy > 0.5
+
+
+def test_retrain_learns(digit_tensors, hw):
+    train, val = digit_tensors
+    r = engine.run("retrain", train, val, 10, hw, epochs=4, batch_size=32, flip=False, eval_points=1)
+    assert r.val_accuracy > 0.3  # chance is 0.1
+
+
+def test_fine_tune_leaves_frozen_layers_and_their_statistics_alone(digit_tensors, hw):
+    strat = strategies.get("fine_tune")
+    model = strategies.build(strat, 10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(strategies.param_groups(model, strat))
+    (x, y), _ = digit_tensors
+    strategies.set_train_mode(model, strat)
+    for i in range(2):
+        engine.train_step(model, optimizer, x[i * 16 : (i + 1) * 16], y[i * 16 : (i + 1) * 16], strat, hw, "efficientnet_lite0", flip=True)
+    after = model.state_dict()
+    frozen = [k for k in before if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1.", "blocks.2."))]
+    trained = [k for k in before if k.startswith(("blocks.6.", "classifier")) and before[k].is_floating_point()]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_time_budget_is_respected(digit_tensors, hw):
+    train, val = digit_tensors
+    r = engine.run("fine_tune", train, val, 10, hw, seconds=2.0, batch_size=16, eval_points=1)
+    assert 2.0 <= r.seconds < 6.0
+
+
+def test_augment_keeps_shape_and_pixels(hw):
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16) % 256
+    out = engine.augment(x.to(torch.uint8), flip=True)
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 255
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert engine.lr_factor(0.0) < engine.lr_factor(0.05) == pytest.approx(1.0)
+    assert engine.lr_factor(0.5) > engine.lr_factor(0.9) > engine.lr_factor(1.0) - 1e-9
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_throughput_is_measured(name, hw):
+    assert engine.measure_images_per_second(name, 32, 4, hw, steps=1) > 0

@@ -1,0 +1,116 @@
+"""The declarative rules load, fire on the right facts and carry their reasons into the recommendation."""
+
+import pytest
+
+from advisor import RulesError, budget, decide, rules
+from advisor.schemas import Budget, DataFacts, Hardware, Throughput
+
+CPU = Hardware(device="cpu", name="test CPU", cpu_threads=2, gpu_available=False, precision="fp32")
+BOOK = rules.load()
+
+
+def _rec(n_images, n_classes, similarity, hours, ips=None, channels=3):
+    facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=128, channels=channels)
+    tp = None
+    if ips:
+        tp = Throughput(resolution=128, batch_size=8, images_per_second=ips, detail="given", seconds=0)
+    return decide.decide(facts, Budget(seconds=hours * 3600, given_as=f"{hours} hours"), CPU, BOOK, tp)
+
+
+FAST = dict(feature_extraction=4000.0, fine_tune=1500.0, retrain=1000.0, scratch=1000.0)
+SLOW = dict(feature_extraction=50.0, fine_tune=20.0, retrain=14.0, scratch=14.0)
+
+
+def test_default_rules_load_and_every_rule_has_a_reason():
+    assert BOOK.rule and all(r.reason.strip() for r in BOOK.rule)
+    assert {"few_per_class", "similar"} <= set(BOOK.thresholds)
+
+
+def test_small_similar_data_gets_feature_extraction():
+    rec = _rec(300, 10, 0.75, 4, FAST)
+    assert rec.strategy == "feature_extraction"
+    assert "small-similar" in [f.id for f in rec.fired_rules]
+    assert any("frozen pretrained features" in r for r in rec.reasons)
+
+
+def test_limited_related_data_gets_fine_tune_with_frozen_early_layers():
+    rec = _rec(500, 10, 0.5, 4, FAST)
+    assert rec.strategy == "fine_tune"
+    settings = rec.estimate("fine_tune").settings
+    assert "blocks.0" in settings.frozen and "blocks.6" not in settings.frozen
+    assert settings.learning_rate.value < rec.estimate("scratch").settings.learning_rate.value
+
+
+def test_large_different_data_with_big_budget_trains_all_layers():
+    rec = _rec(100_000, 10, 0.3, 200, FAST)
+    assert rec.strategy in ("retrain", "scratch")
+    assert rec.estimate("scratch").feasible
+
+
+def test_scratch_is_ruled_out_without_data_or_budget():
+    assert not _rec(5000, 10, 0.3, 200, FAST).estimate("scratch").feasible
+    assert not _rec(100_000, 10, 0.3, 1, SLOW).estimate("scratch").feasible
+
+
+def test_tiny_budget_moves_to_cheaper_strategies():
+    big = _rec(20_000, 10, 0.5, 100, SLOW)
+    tiny = _rec(20_000, 10, 0.5, 0.5, SLOW)
+    assert big.strategy in ("fine_tune", "retrain")
+    assert tiny.strategy == "feature_extraction"
+    assert "fine-tune-needs-budget" in [f.id for f in tiny.fired_rules]
+
+
+def test_epochs_follow_measured_throughput_and_budget():
+    rec = _rec(10_000, 10, 0.5, 2, SLOW)
+    e = rec.estimate("retrain")
+    assert e.epochs_in_budget.value == pytest.approx(2 * 3600 * 14 / 10_000, rel=1e-3)
+    assert e.epochs_in_budget.source == "measured"
+    assert e.settings.epochs.value == pytest.approx(min(e.epochs_in_budget.value, BOOK.max_epochs["retrain"]), rel=1e-2)
+
+
+def test_greyscale_turns_off_flips():
+    rec = _rec(300, 10, 0.5, 4, FAST, channels=1)
+    assert not any("flip" in a for a in rec.estimate("fine_tune").settings.augmentation)
+    assert any("flip" in a for a in _rec(300, 10, 0.5, 4, FAST).estimate("fine_tune").settings.augmentation)
+
+
+def test_confidence_is_higher_when_rules_agree():
+    clear = _rec(300, 10, 0.8, 4, FAST)
+    split = _rec(5000, 10, 0.5, 4, FAST)
+    assert clear.confidence.value > split.confidence.value
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[thresholds\n", "not valid TOML"),
+        ('[thresholds]\n[decision]\ntemperature=1\n[settings]\n[max_epochs]\n[[rule]]\nid="x"\nwhen=["colour > 3"]\nreason="r"\n', "unknown fact 'colour'"),
+        ('[thresholds]\n[decision]\ntemperature=1\n[settings]\n[max_epochs]\n[[rule]]\nid="x"\nwhen=["n_images > lots"]\nreason="r"\n', "neither a number nor a threshold"),
+        ('[thresholds]\n[decision]\ntemperature=1\n[settings]\n[max_epochs]\n[[rule]]\nid="x"\nprefer={magic=1}\nreason="r"\n', "rule"),
+    ],
+)
+def test_bad_rules_files_are_reported(tmp_path, text, message):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(RulesError, match=message):
+        rules.load(path)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(gpu_hours=0), "greater than zero"),
+    (dict(minutes=-5), "greater than zero"),
+    (dict(hours="abc"), "must be a number"),
+    (dict(hours="nan"), "greater than zero"),
+    (dict(), "Give the budget once"),
+    (dict(hours=1, minutes=2), "Give the budget once"),
+])
+def test_bad_budgets(kwargs, message):
+    from advisor import BudgetError
+
+    with pytest.raises(BudgetError, match=message):
+        budget.make(CPU, **kwargs)
+
+
+def test_gpu_hours_on_a_cpu_say_so():
+    b = budget.make(CPU, gpu_hours="4")
+    assert b.seconds == 4 * 3600 and "No GPU" in b.note
