@@ -1,0 +1,54 @@
+"""How long `advisor recommend` takes on folders of 1k and 10k real images, and how fast the scan is.
+
+Exports Fashion-MNIST (Debian package dataset-fashion-mnist) to PNG folders in a temporary directory,
+then, for each size: times the scan alone (files/s, best of 3) and `advisor recommend` end to end, both
+in-process (advisor.recommend) and as the command a user types (a fresh process, imports included).
+Goal (issue 3): ≤ 20 s for 10k images on 2 CPU cores.
+
+    python benchmarks/recommend_speed.py [--sizes 1000 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import advisor
+from advisor import datasets
+from advisor.scan import scan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--source", default="fashion-mnist", choices=list(datasets.SOURCES))
+    args = parser.parse_args()
+    print(f"torch threads: {__import__('torch').get_num_threads()}, cpus: {os.cpu_count()}, "
+          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}")
+    print(f"{'images':>8} {'scan s':>8} {'files/s':>9} {'recommend s (in-process)':>26} {'advisor recommend s (CLI)':>27}  breakdown")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.sizes:
+            folder = datasets.export(args.source, Path(tmp) / f"{args.source}-{n}", per_class=n // 10)
+            scan_s = min(_timed(lambda: scan(folder))[1] for _ in range(3))
+            rec, rec_s = _timed(lambda: advisor.recommend(folder, gpu_hours=1))
+            cli_s = _timed(lambda: subprocess.run([sys.executable, "-m", "advisor.cli", "recommend", "--data", str(folder),
+                                                   "--gpu-hours", "1", "--json"], check=True, capture_output=True))[1]
+            breakdown = (f"scan {rec.profile.scan_seconds:.1f} s, similarity {rec.similarity.seconds:.1f} s, "
+                         f"throughput {rec.throughput.seconds:.1f} s at {rec.throughput.resolution}px")
+            files = rec.profile.n_images + rec.profile.n_eval_images
+            print(f"{files:>8} {scan_s:>8.2f} {files / scan_s:>9.0f} {rec_s:>26.1f} {cli_s:>27.1f}  {breakdown}", flush=True)
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+if __name__ == "__main__":
+    main()
