@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 from typing import Callable
@@ -14,8 +15,8 @@ from . import rules as rules_mod
 from .decide import decide, plan_batch_size, plan_resolution
 from .errors import AdvisorError
 from .scan import profile as profile_scan
-from .scan import scan
-from .schemas import STRATEGIES, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
+from .scan import ScannedData, scan
+from .schemas import STRATEGIES, Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
 
 SIMILARITY_RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
 SIMILARITY_SAMPLE = 128
@@ -57,14 +58,24 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
 def measure_similarity(data, hw: Hardware, backbone: str, weights: str | None, sample_size: int = SIMILARITY_SAMPLE) -> Similarity:
     """Similarity of a class-stratified sample of the training images."""
     train = data.split("train")
-    per_class = max(2, sample_size // len(data.classes))
-    sample = images.stratified(train, per_class)
-    if len(sample) > 2 * sample_size:
-        sample = images.stratified(sample, 2, seed=1)  # very many classes: two images per class
+    classes = list(range(len(data.classes)))
+    if len(classes) > sample_size // 2:  # very many classes: two images each of a random subset of classes
+        classes = sorted(random.Random(0).sample(classes, sample_size // 2))
+        keep = set(classes)
+        train = [it for it in train if it.label in keep]
+    sample = images.stratified(train, max(2, sample_size // len(classes)))
     x, y = images.load(sample, SIMILARITY_RESOLUTION)
     if len(x) == 0:
         raise AdvisorError("None of the sampled images could be decoded.")
     return similarity.measure(x, y, hw, backbone, weights=weights)
+
+
+def setup(rules, device: str | None, backbone: str, **budget) -> tuple[rules_mod.RuleBook, Hardware, Budget]:
+    """Check the options that do not depend on the data: rules file, device, backbone name and budget."""
+    book = rules_mod.load(rules)
+    hw = hardware.detect(device)
+    bb.get_config(backbone)
+    return book, hw, budget_mod.make(hw, **budget)
 
 
 def recommend(
@@ -83,6 +94,7 @@ def recommend(
     weights: str | None = None,
     rules: str | os.PathLike | None = None,
     measure: bool = True,
+    progress: bool = False,
     log: Log = _quiet,
 ) -> Recommendation:
     """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers.
@@ -95,45 +107,51 @@ def recommend(
     >>> rec.strategy
     'feature_extraction'
     """
-    book = rules_mod.load(rules)
-    hw = hardware.detect(device)
-    budget = budget_mod.make(hw, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
-    bb.get_config(backbone)
-    prof = sim = None
-    accuracy: dict = {}
+    book, hw, budget = setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     if data is not None:
         if any(v is not None for v in (n_images, n_classes, similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
-        scanned = scan(data)
-        prof = profile_scan(scanned)
-        log(f"  {prof.n_images} training images in {prof.n_classes} classes ({prof.scan_seconds:.1f} s)")
-        log(f"measuring domain similarity on a sample with {backbone} on {hw.device} …")
-        sim = measure_similarity(scanned, hw, backbone, weights)
-        log(f"  similarity {sim.score:.2f} from {sim.sample_size} images ({sim.seconds:.1f} s)")
-        facts = DataFacts(
-            n_images=prof.n_images, n_classes=prof.n_classes, resolution=min(prof.width_median, prof.height_median),
-            channels=prof.channels, imbalance=prof.imbalance, similarity=min(1.0, max(0.0, sim.score)),
+        return recommend_scanned(scan(data, progress=progress), budget, hw, book, backbone, weights, measure, log)
+    if n_images is None or n_classes is None or similarity is None:
+        raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
+    try:
+        facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
+    except ValueError as exc:
+        raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
+    throughput = _throughput(facts, hw, book, backbone, log) if measure else None
+    return decide(facts, budget, hw, book, throughput, backbone=backbone)
+
+
+def recommend_scanned(
+    scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook,
+    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, log: Log = _quiet,
+) -> Recommendation:
+    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → decide."""
+    prof = profile_scan(scanned)
+    log(f"  {prof.n_images} training images in {prof.n_classes} classes ({prof.scan_seconds:.1f} s)")
+    log(f"measuring domain similarity on a sample with {backbone} on {hw.device} …")
+    sim = measure_similarity(scanned, hw, backbone, weights)
+    log(f"  similarity {sim.score:.2f} from {sim.sample_size} images ({sim.seconds:.1f} s)")
+    facts = DataFacts(
+        n_images=prof.n_images, n_classes=prof.n_classes, resolution=min(prof.width_median, prof.height_median),
+        channels=prof.channels, imbalance=prof.imbalance, similarity=min(1.0, max(0.0, sim.score)),
+    )
+    accuracy = {}
+    if sim.linear_accuracy is not None:
+        accuracy["feature_extraction"] = Quantity(
+            value=sim.linear_accuracy, source="measured",
+            detail=f"cross-validated logistic regression on frozen features of {sim.sample_size} sampled images "
+            f"at {sim.resolution}px; more images usually score higher",
         )
-        if sim.linear_accuracy is not None:
-            accuracy["feature_extraction"] = Quantity(
-                value=sim.linear_accuracy, source="measured",
-                detail=f"cross-validated logistic regression on frozen features of {sim.sample_size} sampled images "
-                f"at {sim.resolution}px; more images usually score higher",
-            )
-    else:
-        if n_images is None or n_classes is None or similarity is None:
-            raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
-        try:
-            facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
-        except ValueError as exc:
-            raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
-    throughput = None
-    if measure:
-        res = plan_resolution(facts.resolution, book)
-        log(f"timing training steps of each strategy at {res}px on {hw.name} …")
-        throughput = measure_throughput(hw, res, plan_batch_size(hw, facts.n_images, book), backbone)
-        log(f"  done ({throughput.seconds:.1f} s)")
+    throughput = _throughput(facts, hw, book, backbone, log) if measure else None
     rec = decide(facts, budget, hw, book, throughput, accuracy, backbone=backbone)
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
+
+def _throughput(facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log) -> Throughput:
+    res = plan_resolution(facts.resolution, book)
+    log(f"timing training steps of each strategy at {res}px on {hw.name} …")
+    throughput = measure_throughput(hw, res, plan_batch_size(hw, facts.n_images, book), backbone)
+    log(f"  done ({throughput.seconds:.1f} s)")
+    return throughput

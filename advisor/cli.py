@@ -68,7 +68,7 @@ def main() -> None:
 def recommend(data, device, backbone, weights, rules, as_json, gpu_hours, hours, minutes):
     """Recommend a strategy for the images in --data and the budget."""
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                        weights=weights, rules=rules, log=_log(as_json))
+                        weights=weights, rules=rules, progress=True, log=_log(as_json))
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
 
 

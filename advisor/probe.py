@@ -68,16 +68,16 @@ def probe(
     equally between the strategies; feature extraction takes what one pass needs. Runs at ``resolution``
     (default: the planned resolution, at most 64 px on a CPU).
     """
-    rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                        weights=weights, rules=rules, log=log)
+    book, hw, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    log(f"scanning {data} …")
+    scanned = scan(data, progress=progress)
+    rec = api.recommend_scanned(scanned, budget, hw, book, backbone, weights, log=log)
     total = seconds if seconds is not None else probe_seconds(rec, fraction)
     if total <= 0:
         raise AdvisorError(f"The probe needs a positive number of seconds; got {total}.")
-    hw = rec.hardware
     planned = rec.estimate(rec.strategy).settings
     res = resolution or (planned.resolution if hw.device == "cuda" else min(planned.resolution, 64))
 
-    scanned = scan(data)
     train_items = scanned.split("train")
     n_classes = len(scanned.classes)
     if scanned.layout == "split" and scanned.split("eval"):

@@ -100,10 +100,10 @@ def probe_text(p: ProbeResult) -> str:
         "",
         f"Probe: {p.train_images} training / {p.val_images} validation images at {p.resolution}px, "
         f"{p.seconds_per_strategy:g} s per strategy on {p.recommendation.hardware.name} [measured]",
-        f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}img/s",
+        f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}{'ms/step':<10}img/s",
     ]
     for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
-        lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{run.images_per_second:.0f}")
+        lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{1000 * run.seconds / max(run.steps, 1):<10.0f}{run.images_per_second:.0f}")
     lines.append(p.verdict)
     if p.stored_at:
         lines.append(f"Saved for calibration: {p.stored_at}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from .errors import DataError
 from .schemas import ClassCount, DataProfile
@@ -97,7 +98,7 @@ def _layout(root: Path) -> tuple[str, dict[str, Path]]:
     return "imagefolder", {"train": root}
 
 
-def scan(root: str | os.PathLike, workers: int = 8) -> ScannedData:
+def scan(root: str | os.PathLike, workers: int = 8, progress: bool = False) -> ScannedData:
     """Find every image of a labelled folder and read its header.
 
     Raises :class:`DataError` for a missing path, a file, an empty folder, fewer than two classes, a class
@@ -127,7 +128,9 @@ def scan(root: str | os.PathLike, workers: int = 8) -> ScannedData:
             jobs.extend((path, label, split) for path in files)
 
     with ThreadPoolExecutor(workers) as pool:
-        headers = list(pool.map(_header, (path for path, _, _ in jobs), chunksize=64))
+        headers = pool.map(_header, (path for path, _, _ in jobs), chunksize=64)
+        headers = list(tqdm(headers, total=len(jobs), desc="reading headers", unit="file", leave=False,
+                            disable=not progress or len(jobs) < 5000))
     items, unreadable = [], []
     for (path, label, split), header in zip(jobs, headers):
         if isinstance(header, str):
