@@ -33,7 +33,9 @@ class RunResult:
     epochs: float
     seconds: float
     images_per_second: float
-    curve: list[tuple[float, float]] = field(default_factory=list)
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, validation accuracy)
+    batch_size: int = 0
+    peak_memory_mb: float = 0.0
 
 
 def augment(x: torch.Tensor, flip: bool, pad_fraction: float = 1 / 8, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -113,7 +115,8 @@ def run_feature_extraction(
     clf = fit_linear(train_f, train[1].numpy())
     acc = float(clf.score(val_f, val[1].numpy())) if len(val_f) else float("nan")
     seconds = time.perf_counter() - t0
-    return RunResult("feature_extraction", acc, 1, 1.0, seconds, len(train[0]) / max(embed_s, 1e-9), [(seconds, acc)])
+    return RunResult("feature_extraction", acc, 1, 1.0, seconds, len(train[0]) / max(embed_s, 1e-9), [(round(seconds, 3), acc)],
+                     0, hardware.peak_memory_mb(hw))
 
 
 def train_step(
@@ -139,6 +142,8 @@ def run(
     *,
     seconds: float | None = None,
     epochs: float | None = None,
+    equivalents: float | None = None,
+    epoch_seconds: float | None = None,
     batch_size: int = 32,
     flip: bool = True,
     pad_fraction: float = 1 / 8,
@@ -148,59 +153,80 @@ def run(
     seed: int = 0,
     progress=None,
 ) -> RunResult:
-    """Train ``strategy`` until ``seconds`` of training time or ``epochs`` epochs are spent; evaluate on ``val``.
+    """Train ``strategy`` on uint8 ``train`` images and report accuracy on ``val``, under one budget:
 
-    ``progress``, if given, is called with the fraction of the budget used (0–1).
+    * ``seconds`` of training time (evaluation excluded),
+    * ``epochs`` passes over ``train``, or
+    * ``equivalents``: k × the time of one epoch of all-layer training on this device (``epoch_seconds``,
+      measured with :func:`measure_epoch_seconds` when not given) — a unit comparable across hardware.
+
+    Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
+    is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved.
     """
-    if (seconds is None) == (epochs is None):
-        raise ValueError("give exactly one of seconds or epochs")
+    if sum(b is not None for b in (seconds, epochs, equivalents)) != 1:
+        raise ValueError("give exactly one of seconds, epochs or equivalents")
     strat = st.get(strategy)
     torch.manual_seed(seed)
+    hardware.reset_peak_memory(hw)
     if not strat.trains_backbone:
         result = run_feature_extraction(train, val, hw, backbone, weights)
         if progress:
             progress(1.0)
         return result
+    n = len(train[0])
+    batch_size = min(batch_size, n)
+    if equivalents is not None:
+        epoch_seconds = epoch_seconds or measure_epoch_seconds(n, train[0].shape[-1], batch_size, hw, backbone)
+        seconds = equivalents * epoch_seconds
 
     device = torch.device(hw.device)
     model = st.build(strat, n_classes, backbone, weights).to(device).to(memory_format=hardware.memory_format(hw))
     optimizer = torch.optim.AdamW(st.param_groups(model, strat))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    x_train, y_train = train[0].to(device), train[1].to(device)
-    n = len(x_train)
-    batch_size = min(batch_size, n)
-    steps_per_epoch = max(1, n // batch_size)
-    total_steps = None if epochs is None else max(1, round(epochs * steps_per_epoch))
+    on_device = hardware.fits_on_device(hw, train[0].numel())
+    x_train = train[0].to(device) if on_device else train[0].pin_memory()
+    y_train = train[1].to(device)
+    total_steps = None if epochs is None else max(1, round(epochs * n / batch_size))
     checkpoints = [(i + 1) / eval_points for i in range(eval_points)]
     curve: list[tuple[float, float]] = []
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    step, trained_s, perm, pos = 0, 0.0, torch.randperm(n, generator=gen), 0
-    while True:
-        done = trained_s / seconds if seconds is not None else step / total_steps
-        if done >= 1.0:
-            break
+    step, seen, trained_s, perm, pos = 0, 0, 0.0, torch.randperm(n, generator=gen), 0
+    done = 0.0
+    while done < 1.0:
         for g, base in zip(optimizer.param_groups, base_lrs):
             g["lr"] = base * lr_factor(done)
         if pos + batch_size > n:
             perm, pos = torch.randperm(n, generator=gen), 0
-        idx = perm[pos : pos + batch_size].to(device)
+        idx = perm[pos : pos + batch_size]
         pos += batch_size
         st.set_train_mode(model, strat)
         t = time.perf_counter()
-        train_step(model, optimizer, x_train[idx], y_train[idx], strat, hw, backbone, flip, pad_fraction)
+        try:
+            train_step(model, optimizer, x_train[idx].to(device, non_blocking=True), y_train[idx.to(device)],
+                       strat, hw, backbone, flip, pad_fraction)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size //= 2
+            torch.cuda.empty_cache()
+            continue
         if hw.device == "cuda":
             torch.cuda.synchronize()
         trained_s += time.perf_counter() - t
-        step += 1
-        done = trained_s / seconds if seconds is not None else step / total_steps
+        step, seen = step + 1, seen + len(idx)
+        done = min(1.0, trained_s / seconds if seconds is not None else step / total_steps)
         if progress:
-            progress(min(done, 1.0))
-        while checkpoints and (done >= checkpoints[0] or done >= 1.0):
+            progress(done)
+        while checkpoints and done >= checkpoints[0] - 1e-9:
             checkpoints.pop(0)
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
-    if not curve or curve[-1][0] != round(trained_s, 3):
-        curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
-    return RunResult(strategy, curve[-1][1], step, step * batch_size / n, trained_s, step * batch_size / max(trained_s, 1e-9), curve)
+    return RunResult(strategy, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
+                     batch_size, hardware.peak_memory_mb(hw))
+
+
+def measure_epoch_seconds(n_images: int, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE) -> float:
+    """Seconds of one epoch of all-layer training (retrain) over ``n_images`` on this device: the budget unit."""
+    return n_images / measure_images_per_second("retrain", resolution, batch_size, hw, steps=3, backbone=backbone)
 
 
 def measure_images_per_second(

@@ -36,4 +36,27 @@ def autocast(hw: Hardware) -> contextlib.AbstractContextManager:
 
 
 def memory_format(hw: Hardware) -> torch.memory_format:
-    return torch.channels_last if hw.device == "cuda" else torch.contiguous_format
+    """channels_last: faster convolutions on CUDA and, measured here, on the CPU too (benchmarks/throughput.py)."""
+    return torch.channels_last
+
+
+def reset_peak_memory(hw: Hardware) -> None:
+    if hw.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb(hw: Hardware) -> float:
+    """Peak GPU memory allocated since the last reset, or on a CPU the process's peak resident size."""
+    if hw.device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def fits_on_device(hw: Hardware, nbytes: int, share: float = 0.3) -> bool:
+    """Whether a tensor of ``nbytes`` may live on the device (always on a CPU; ≤ ``share`` of free GPU memory)."""
+    if hw.device != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info()
+    return nbytes <= share * free

@@ -75,3 +75,12 @@ def test_lr_schedule_warms_up_then_decays():
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_throughput_is_measured(name, hw):
     assert engine.measure_images_per_second(name, 32, 4, hw, steps=1) > 0
+
+
+def test_budget_in_epoch_equivalents(digit_tensors, hw):
+    train, val = digit_tensors
+    r = engine.run("fine_tune", train, val, 10, hw, equivalents=1.0, epoch_seconds=1.5, batch_size=16, eval_points=2)
+    assert 1.5 <= r.seconds < 5.0
+    assert len(r.curve) == 2 and r.curve[0][0] < r.curve[1][0]
+    assert r.peak_memory_mb > 0 and r.batch_size == 16
+    assert engine.measure_epoch_seconds(200, 32, 16, hw) > 0
