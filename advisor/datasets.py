@@ -55,13 +55,35 @@ def _lfw() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, np.repeat([0, 1], 100), ["face", "background"]
 
 
-SOURCES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, list[str]]]] = {
-    "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion, "lfw": _lfw,
+TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
+TUXPAINT_CLASSES = [  # sub-folders with at least 18 stamps
+    "animals/birds", "animals/insects", "animals/mammals", "food/fruit", "food/vegetables", "plants/flowers",
+    "seasonal/christmas", "town/houses", "town/roadsigns", "symbols/money", "vehicles",
+]
+
+
+def _tuxpaint() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Tux Paint stamps: RGBA cut-outs pasted on white, at their own sizes (photos and clip-art)."""
+    from .images import to_rgb
+
+    if not TUXPAINT_DIR.is_dir():
+        raise AdvisorError("Tux Paint stamps are not installed; run: apt-get install --no-install-recommends tuxpaint-stamps-default")
+    x, y = [], []
+    for label, cls in enumerate(TUXPAINT_CLASSES):
+        for path in sorted((TUXPAINT_DIR / cls).rglob("*.png")):
+            with Image.open(path) as im:
+                x.append(np.array(to_rgb(im)))
+            y.append(label)
+    return x, np.array(y), [c.replace("/", "-") for c in TUXPAINT_CLASSES]
+
+
+SOURCES: dict[str, Callable[[], tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]]] = {
+    "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion, "lfw": _lfw, "tuxpaint": _tuxpaint,
 }
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images uint8 N×H×W, labels, class names) of a named offline data set."""
+def load(name: str) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]:
+    """(uint8 images — an N×H×W array, or a list of H×W×3 arrays of varied sizes —, labels, class names)."""
     if name not in SOURCES:
         raise AdvisorError(f"Unknown data set '{name}'; choose one of: {', '.join(SOURCES)}.")
     return SOURCES[name]()

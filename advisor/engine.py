@@ -217,8 +217,9 @@ def run(
         done = min(1.0, trained_s / seconds if seconds is not None else step / total_steps)
         if progress:
             progress(done)
-        while checkpoints and done >= checkpoints[0] - 1e-9:
-            checkpoints.pop(0)
+        if checkpoints and done >= checkpoints[0] - 1e-9:
+            while checkpoints and done >= checkpoints[0] - 1e-9:
+                checkpoints.pop(0)
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
     return RunResult(strategy, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
                      batch_size, hardware.peak_memory_mb(hw))
