@@ -26,10 +26,10 @@ def make(hw: Hardware, gpu_hours: object = None, hours: object = None, minutes: 
     (kind, value), = given.items()
     number = _positive(value, kind.replace("_", "-"))
     seconds = number * (60 if kind == "minutes" else 3600)
-    label = {"gpu_hours": "GPU-hours", "hours": "hours", "minutes": "minutes"}[kind]
+    label = {"gpu_hours": "GPU-hour", "hours": "hour", "minutes": "minute"}[kind] + ("" if number == 1 else "s")
     note = ""
     if kind == "gpu_hours" and hw.device != "cuda":
-        note = f"No GPU here: {number:g} GPU-hours planned as {number:g} hours of {hw.name}."
+        note = f"No GPU here: {number:g} {label} planned as {number:g} hour{'' if number == 1 else 's'} of {hw.name}."
     return Budget(seconds=seconds, given_as=f"{number:g} {label}", note=note)
 
 

@@ -118,7 +118,7 @@ def decide(
             feasible=s not in outcome.excluded,
             score=Quantity(value=outcome.scores[s], source="rule", detail="sum of the fired rules' points"),
             accuracy=accuracy.get(s),
-            reasons=outcome.reasons[s] + [f"excluded by {r}" for r in outcome.excluded.get(s, [])],
+            reasons=outcome.reasons_for(s),
             settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, backbone, arch),
             **timing,
         ))
@@ -146,8 +146,7 @@ def decide(
         strategy=best.strategy,
         confidence=Quantity(value=round(confidence, 3), source="rule",
                             detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})"),
-        reasons=[r.split(": ", 1)[1] for r in outcome.reasons[best.strategy] if ": " in r and "(-" not in r.split(":")[0]]
-        or [f"{best.strategy} is the only feasible strategy."],
+        reasons=outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."],
         fired_rules=outcome.fired,
         estimates=estimates,
         facts=facts,

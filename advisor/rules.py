@@ -94,19 +94,29 @@ class Outcome:
     excluded: dict[StrategyName, list[str]] = field(default_factory=dict)
     settings: dict[str, str | bool] = field(default_factory=dict)
     fired: list[FiredRule] = field(default_factory=list)
-    reasons: dict[StrategyName, list[str]] = field(default_factory=dict)
+    points: dict[StrategyName, list[tuple[Rule, float]]] = field(default_factory=dict)  # (rule, points) per strategy
+
+    def reasons_for(self, strategy: StrategyName) -> list[str]:
+        """Why rules scored ``strategy`` as they did, one line per rule."""
+        return [f"{rule.id} ({p:+g}): {rule.reason}" for rule, p in self.points[strategy]] + [
+            f"excluded by {r}" for r in self.excluded.get(strategy, [])
+        ]
+
+    def support(self, strategy: StrategyName) -> list[str]:
+        """The reasons of the rules that spoke for ``strategy``."""
+        return [rule.reason for rule, p in self.points[strategy] if p > 0]
 
 
 def evaluate(book: RuleBook, facts: dict[str, float]) -> Outcome:
     """Fire every rule whose conditions hold; later ``set`` effects override earlier ones."""
-    out = Outcome(scores={s: 0.0 for s in STRATEGIES}, reasons={s: [] for s in STRATEGIES})
+    out = Outcome(scores={s: 0.0 for s in STRATEGIES}, points={s: [] for s in STRATEGIES})
     for rule in book.rule:
         if not book.holds(rule, facts):
             continue
         out.fired.append(FiredRule(id=rule.id, reason=rule.reason, effect=rule.effect()))
         for strategy, points in rule.prefer.items():
             out.scores[strategy] += points
-            out.reasons[strategy].append(f"{rule.id} ({points:+g}): {rule.reason}")
+            out.points[strategy].append((rule, points))
         for strategy in rule.exclude:
             out.excluded.setdefault(strategy, []).append(f"{rule.id}: {rule.reason}")
         out.settings.update(rule.set_)

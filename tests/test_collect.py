@@ -1,0 +1,34 @@
+"""The meta-dataset sweep runs a real cell, appends it once, and resumes without redoing it."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SPEC = importlib.util.spec_from_file_location("collect", Path(__file__).parents[1] / "benchmarks" / "collect.py")
+collect = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(collect)
+
+
+def test_a_cell_runs_every_strategy_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cells.jsonl"
+    cell = collect.Cell("lfw", 5, 1, 0)
+    collect.collect([cell], out)
+    collect.collect([cell], out)  # already there: skipped
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["key"] == cell.key and row["n_images"] == 10 and row["test_images"] == 60
+    assert set(row["runs"]) == {"feature_extraction", "fine_tune", "retrain", "scratch"}
+    assert row["winner"] == max(row["runs"], key=lambda s: row["runs"][s]["val_accuracy"])
+    assert row["budget_seconds"] == pytest.approx(row["epoch_seconds"], abs=0.01)
+    assert 0 <= row["similarity"]["score"] <= 1
+    assert "lfw" in collect.summary(out) and "1 cells" in collect.summary(out)
+    assert "1 already in" in capsys.readouterr().out
+
+
+def test_test_images_never_overlap_training_images():
+    x, y, classes, test = collect.pool("lfw")
+    train_idx, _, _ = collect._subset("lfw", 20, 1)
+    assert not test[train_idx].any()
