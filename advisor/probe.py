@@ -30,7 +30,9 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
     # the recommended strategy agrees if it is within one binomial standard error of the best
     se = math.sqrt(max(acc[best] * (1 - acc[best]), 0.25 / max(n_val, 1)) / max(n_val, 1))
     chosen = rec.strategy
-    agrees = chosen in acc and acc[best] - acc[chosen] <= se
+    if chosen not in acc:
+        return ranking, False, f"The recommended {chosen} was not probed; {best} did best ({acc[best]:.1%})."
+    agrees = acc[best] - acc[chosen] <= se
     if chosen == best:
         verdict = f"The probe agrees: {chosen} reached the best validation accuracy ({acc[chosen]:.1%})."
     elif agrees:

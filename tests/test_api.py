@@ -57,3 +57,31 @@ def test_numbers_only_errors(kwargs, message):
 def test_folder_and_numbers_together_is_an_error(digits_dir):
     with pytest.raises(AdvisorError, match="not both"):
         advisor.recommend(digits_dir, n_images=5, hours=1)
+
+
+def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
+    import numpy as np
+    from PIL import Image
+
+    from advisor.api import SIMILARITY_SAMPLE, measure_similarity
+    from advisor.scan import scan
+
+    rng = np.random.default_rng(0)
+    for c in range(200):
+        (tmp_path / f"c{c:03d}").mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / f"c{c:03d}" / f"{i}.png")
+    sim = measure_similarity(scan(tmp_path), hw, "efficientnet_lite0", None)
+    assert sim.sample_size == SIMILARITY_SAMPLE  # 64 classes × 2 images, not 200 × 3
+    assert sim.linear_accuracy is not None
+
+
+def test_probe_uses_the_val_split(digits_dir, tmp_path):
+    from .conftest import copy_tree
+
+    root = tmp_path / "split"
+    copy_tree(digits_dir, root / "train")
+    copy_tree(digits_dir, root / "val")
+    result = advisor.probe(root, minutes=5, seconds=4, max_train=50, strategies=("feature_extraction", "fine_tune"), progress=False)
+    assert result.val_images == 200 and result.train_images == 50
+    assert [r.strategy for r in result.runs] == ["feature_extraction", "fine_tune"]
