@@ -108,7 +108,7 @@ def grid(names: list[str], max_cell_seconds: float) -> list[Cell]:
     return sorted(cells, key=lambda c: (c.seed, cell_cost(c, len(pool(c.dataset)[2])), c.dataset))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache
 def _subset(name: str, per_class: int, seed: int) -> tuple[np.ndarray, dict, float]:
     """Training indices of a (data set, size, seed), their similarity measures, and one epoch's seconds."""
     x, y, classes, test = pool(name)
