@@ -10,7 +10,7 @@ from typing import Callable
 
 from . import backbone as bb
 from . import budget as budget_mod
-from . import engine, hardware, images, similarity
+from . import engine, hardware, images, learned, similarity
 from . import rules as rules_mod
 from .decide import decide, plan_batch_size, plan_resolution
 from .errors import AdvisorError
@@ -78,6 +78,12 @@ def setup(rules, device: str | None, backbone: str, **budget) -> tuple[rules_mod
     return book, hw, budget_mod.make(hw, **budget)
 
 
+def predictor(use_model: bool = True, measures: Similarity | None = None) -> learned.LearnedPredictor | None:
+    """The packaged learned model as a decision predictor, or None (not wanted, or none fitted yet)."""
+    bundle = learned.load() if use_model else None
+    return learned.LearnedPredictor(*bundle, measures) if bundle else None
+
+
 def recommend(
     data: str | os.PathLike | None = None,
     *,
@@ -94,6 +100,7 @@ def recommend(
     weights: str | None = None,
     rules: str | os.PathLike | None = None,
     measure: bool = True,
+    use_model: bool = True,
     progress: bool = False,
     log: Log = _quiet,
 ) -> Recommendation:
@@ -101,7 +108,9 @@ def recommend(
 
     Numbers-only form: give ``n_images``, ``n_classes`` and ``similarity`` (0–1) instead of ``data``.
     The budget is one of ``gpu_hours``, ``hours`` (of the device here) or ``minutes``.
-    With ``measure=False`` no throughput is measured and no times or epochs are estimated.
+    With ``measure=False`` no throughput is measured and no times or epochs are estimated. The learned model
+    (when one is packaged, see ``benchmarks/fit_model.py``) ranks what the rules leave feasible unless
+    ``use_model=False``.
 
     >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
     >>> rec.strategy
@@ -112,7 +121,7 @@ def recommend(
         if any(v is not None for v in (n_images, n_classes, similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
-        return recommend_scanned(scan(data, progress=progress), budget, hw, book, backbone, weights, measure, log)
+        return recommend_scanned(scan(data, progress=progress), budget, hw, book, backbone, weights, measure, use_model, log)
     if n_images is None or n_classes is None or similarity is None:
         raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
     try:
@@ -120,12 +129,13 @@ def recommend(
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
     throughput = _throughput(facts, hw, book, backbone, log) if measure else None
-    return decide(facts, budget, hw, book, throughput, backbone=backbone)
+    return decide(facts, budget, hw, book, throughput, predictor=predictor(use_model), backbone=backbone)
 
 
 def recommend_scanned(
     scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook,
-    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, log: Log = _quiet,
+    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
+    log: Log = _quiet,
 ) -> Recommendation:
     """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → decide."""
     prof = profile_scan(scanned)
@@ -145,7 +155,7 @@ def recommend_scanned(
             f"at {sim.resolution}px; more images usually score higher",
         )
     throughput = _throughput(facts, hw, book, backbone, log) if measure else None
-    rec = decide(facts, budget, hw, book, throughput, accuracy, backbone=backbone)
+    rec = decide(facts, budget, hw, book, throughput, accuracy, predictor(use_model, sim), backbone=backbone)
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 

@@ -46,6 +46,7 @@ def _common_options(func):
         click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own weights file for the backbone."),
         click.option("--rules", type=click.Path(dir_okay=False), default=None, help="A rules file instead of rules/default.toml."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        click.option("--no-model", is_flag=True, help="Decide by the rules alone, without the learned model."),
     ]):
         func = option(func)
     return func
@@ -65,10 +66,10 @@ def main() -> None:
 @_common_options
 @_budget_options
 @_user_errors
-def recommend(data, device, backbone, weights, rules, as_json, gpu_hours, hours, minutes):
+def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes):
     """Recommend a strategy for the images in --data and the budget."""
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                        weights=weights, rules=rules, progress=True, log=_log(as_json))
+                        weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json))
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
 
 
@@ -80,11 +81,12 @@ def recommend(data, device, backbone, weights, rules, as_json, gpu_hours, hours,
 @click.option("--max-train", type=click.IntRange(min=2), default=600, show_default=True, help="Training images in the probe subset.")
 @click.option("--resolution", type=click.IntRange(min=16), default=None, help="Probe resolution (default: planned, ≤ 64 px on CPU).")
 @_user_errors
-def probe(data, device, backbone, weights, rules, as_json, gpu_hours, hours, minutes, fraction, seconds, max_train, resolution):
+def probe(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, fraction, seconds, max_train,
+          resolution):
     """Check the recommendation with short real training runs of every strategy."""
     result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, fraction=fraction, seconds=seconds,
                              max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
-                             rules=rules, progress=not as_json, log=_log(as_json))
+                             rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json))
     click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
 
 

@@ -7,6 +7,7 @@ explain; without one, the rule scores rank.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Protocol
 
@@ -26,6 +27,20 @@ class Predictor(Protocol):
     name: str
 
     def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]: ...
+
+
+@functools.lru_cache(maxsize=4)
+def _layout(backbone: str):
+    """An untrained backbone, only for module names and parameter counts (never trained or returned)."""
+    return bb.create(backbone, pretrained=False)
+
+
+def _model_confidence(best: Quantity, second: Quantity) -> Quantity:
+    """P(best really beats second) if both predictions are normal with σ from their 80 % intervals."""
+    sigma = math.hypot((best.high - best.low) / 2.563, (second.high - second.low) / 2.563)
+    p = 0.5 * (1 + math.erf((best.value - second.value) / (sigma * math.sqrt(2)))) if sigma > 0 else 1.0
+    return Quantity(value=round(p, 3), source="model",
+                    detail="probability that the chosen strategy beats the runner-up, from the model's intervals")
 
 
 def plan_resolution(image_side: int, book: rules_mod.RuleBook) -> int:
@@ -94,7 +109,7 @@ def decide(
     predicted = predictor.predict(fact_values) if predictor else {}
     accuracy = {**(accuracy or {}), **predicted}
 
-    arch = bb.create(backbone, pretrained=False)  # module layout only, for frozen names and parameter counts
+    arch = _layout(backbone)
     estimates = []
     for s in STRATEGIES:
         capped = book.max_epochs[s]
@@ -135,17 +150,20 @@ def decide(
         ranked = sorted(feasible, key=lambda e: e.score.value, reverse=True)  # stable: ties go to the cheaper
         decided_by = f"rules ({book.source})"
     best = ranked[0]
-    temperature = book.decision["temperature"]
-    weights = [math.exp((e.score.value - best.score.value) / temperature) for e in feasible]
-    confidence = 1.0 / sum(weights)
+    if predicted and len(ranked) > 1 and best.accuracy.low is not None:
+        confidence = _model_confidence(best.accuracy, ranked[1].accuracy)
+    else:
+        temperature = book.decision["temperature"]
+        weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
+        confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
+                              detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
     if budget.note:
         warnings.append(budget.note)
     if hw.note:
         warnings.append(hw.note)
     return Recommendation(
         strategy=best.strategy,
-        confidence=Quantity(value=round(confidence, 3), source="rule",
-                            detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})"),
+        confidence=confidence,
         reasons=outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."],
         fired_rules=outcome.fired,
         estimates=estimates,

@@ -60,6 +60,7 @@ def probe(
     weights: str | None = None,
     rules: str | os.PathLike | None = None,
     strategies: tuple[str, ...] = STRATEGIES,
+    use_model: bool = True,
     progress: bool = True,
     log: api.Log = api._quiet,
     save: bool = True,
@@ -73,7 +74,7 @@ def probe(
     book, hw, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
-    rec = api.recommend_scanned(scanned, budget, hw, book, backbone, weights, log=log)
+    rec = api.recommend_scanned(scanned, budget, hw, book, backbone, weights, use_model=use_model, log=log)
     total = seconds if seconds is not None else probe_seconds(rec, fraction)
     if total <= 0:
         raise AdvisorError(f"The probe needs a positive number of seconds; got {total}.")

@@ -76,12 +76,15 @@ def recommendation_text(r: Recommendation) -> str:
     for e in r.estimates:
         epochs = _q(e.epochs_in_budget, "{:.1f}")
         t = f"{_duration(e.expected_seconds.value)} [{e.expected_seconds.source}]" if e.expected_seconds else "—"
-        acc = "—" if e.accuracy is None else f"{e.accuracy.value:.1%} [{e.accuracy.source}]"
+        acc = "—" if e.accuracy is None else f"{e.accuracy.value:.1%}" + (
+            f" ({e.accuracy.low:.0%}–{e.accuracy.high:.0%})" if e.accuracy.low is not None else "") + f" [{e.accuracy.source}]"
         mark = "→ " if e.strategy == r.strategy else "  "
         lines.append(f"{mark}{TITLES[e.strategy]:<20}{'yes' if e.feasible else 'no':<10}{e.score.value:<12g}{epochs:<26}{t:<20}{acc}")
     fe = r.estimate("feature_extraction").accuracy
-    if fe is not None:
+    if fe is not None and fe.source == "measured":
         lines.append(f"  accuracy [measured]: {fe.detail}. Others need a probe: advisor probe")
+    elif fe is not None:
+        lines.append(f"  accuracy [model]: {fe.detail}")
     if r.throughput:
         lines.append(f"  throughput [measured]: " + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())
                      + f" ({r.throughput.detail})")

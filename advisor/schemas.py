@@ -19,6 +19,8 @@ class Quantity(BaseModel):
     unit: str = ""
     source: Source
     detail: str = ""
+    low: float | None = Field(None, description="lower end of the interval, where the source gives one")
+    high: float | None = Field(None, description="upper end of the interval")
 
     def __str__(self) -> str:
         return f"{self.value:g}{(' ' + self.unit) if self.unit else ''} [{self.source}]"

@@ -1,0 +1,166 @@
+"""The learned model: predicts each strategy's test accuracy from data descriptors and the budget.
+
+Fitted on the benchmark engine's meta-dataset (``benchmarks/results/cells.jsonl``) by
+``benchmarks/fit_model.py``. Target: accuracy rescaled so chance = 0 and perfect = 1, which makes data sets
+with different numbers of classes comparable. One gradient-boosted regressor per strategy; intervals come from
+the residuals of leave-one-dataset-out cross-validation (split-conformal style), so their width is what the
+model missed on data sets it had not seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.ensemble import GradientBoostingRegressor
+
+from .schemas import STRATEGIES, Quantity, Similarity, StrategyName
+
+FEATURES = (
+    "log_images", "log_classes", "log_per_class", "channels", "similarity",
+    "confidence", "entropy", "log_shift", "separability", "log_budget",
+)
+NUMBERS_FEATURES = ("log_images", "log_classes", "log_per_class", "channels", "similarity", "log_budget")  # no images
+MODEL_PATH = Path(__file__).parent / "models" / "strategy_model.joblib"
+
+
+def feature_row(n_images: float, n_classes: float, channels: float, similarity: float, budget_equivalents: float,
+                measures: Similarity | dict | None = None) -> list[float]:
+    """One row of :data:`FEATURES`; the image measures are NaN when unknown (numbers-only form)."""
+    m = measures.model_dump() if isinstance(measures, Similarity) else (measures or {})
+
+    def get(key: str) -> float:
+        v = m.get(key)
+        return float("nan") if v is None else float(v)
+
+    return [
+        math.log(n_images), math.log(n_classes), math.log(n_images / n_classes), float(channels), float(similarity),
+        get("imagenet_confidence"), get("imagenet_entropy"), math.log1p(get("feature_shift")), get("separability"),
+        math.log(max(budget_equivalents, 1e-3)),
+    ]
+
+
+def chance(n_classes: float) -> float:
+    return 1.0 / n_classes
+
+
+def to_accuracy(normalised: np.ndarray, n_classes: np.ndarray | float) -> np.ndarray:
+    c = 1.0 / np.asarray(n_classes, dtype=float)
+    return np.clip(c + normalised * (1 - c), 0.0, 1.0)
+
+
+def to_normalised(accuracy: np.ndarray, n_classes: np.ndarray | float) -> np.ndarray:
+    c = 1.0 / np.asarray(n_classes, dtype=float)
+    return (np.asarray(accuracy, dtype=float) - c) / (1 - c)
+
+
+def table(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Meta-dataset rows → (X features, Y normalised accuracies (n, 4), n_classes, data set name per row)."""
+    X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], r["k"], r["similarity"])
+                  for r in rows])
+    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
+    n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
+    return X, to_normalised(acc, n_classes[:, None]), n_classes, np.array([r["dataset"] for r in rows])
+
+
+def leave_one_dataset_out(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, **params) -> np.ndarray:
+    """Out-of-fold predictions: each data set predicted by a model fitted on all the others."""
+    pred = np.full_like(Y, np.nan)
+    for g in np.unique(groups):
+        held = groups == g
+        if (~held).sum() < 5:
+            continue
+        pred[held] = StrategyModel(**params).fit(X[~held], Y[~held]).predict(X[held])
+    return pred
+
+
+class StrategyModel:
+    """Predicts the normalised accuracy of every strategy from the columns ``features``; sklearn-style."""
+
+    def __init__(self, features: tuple[str, ...] = FEATURES, n_estimators: int = 150, learning_rate: float = 0.05,
+                 max_depth: int = 3, min_samples_leaf: int = 3, coverage: float = 0.8):
+        self.features = features
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.coverage = coverage
+
+    def _columns(self, X: np.ndarray) -> np.ndarray:
+        return X[:, [FEATURES.index(f) for f in self.features]]
+
+    def _estimator(self) -> GradientBoostingRegressor:
+        return GradientBoostingRegressor(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                                         max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+                                         subsample=0.8, random_state=0)
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, residuals: np.ndarray | None = None) -> "StrategyModel":
+        """``X``: rows of :data:`FEATURES`; ``Y``: (n, 4) normalised accuracies in :data:`STRATEGIES` order.
+        ``residuals``: out-of-fold errors that set the interval half-widths (unknown without them)."""
+        Xc = self._columns(X)
+        self.estimators_ = [self._estimator().fit(Xc, Y[:, j]) for j in range(Y.shape[1])]
+        if residuals is not None and len(residuals):
+            self.half_width_ = np.quantile(np.abs(residuals), self.coverage, axis=0)
+        else:
+            self.half_width_ = np.full(Y.shape[1], np.nan)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "estimators_"):
+            raise RuntimeError("StrategyModel is not fitted yet; call fit first.")
+        Xc = self._columns(X)
+        return np.column_stack([e.predict(Xc) for e in self.estimators_])
+
+
+def save(models: dict[str, StrategyModel], card: dict, path: Path = MODEL_PATH) -> Path:
+    """Save ``{"full": …, "numbers": …}`` models and their card: joblib to a temporary file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        joblib.dump({"models": models, "card": card}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: Path = MODEL_PATH) -> tuple[dict[str, StrategyModel], dict] | None:
+    """The packaged models and their card, or None when none has been fitted."""
+    if not path.is_file():
+        return None
+    bundle = joblib.load(path)
+    return bundle["models"], bundle["card"]
+
+
+class LearnedPredictor:
+    """Plugs a fitted :class:`StrategyModel` into :func:`advisor.decide.decide` as its ``predictor``."""
+
+    def __init__(self, models: dict[str, StrategyModel], card: dict, measures: Similarity | dict | None = None):
+        self.card, self.measures = card, measures
+        self.model = models["full"] if measures is not None else models["numbers"]
+        self.name = card.get("name", "strategy_model")
+
+    def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]:
+        k = facts.get("epochs_retrain")
+        if k is None:  # no throughput measured: the budget cannot be put in epoch-equivalents
+            return {}
+        row = np.array([feature_row(facts["n_images"], facts["n_classes"], facts["channels"], facts["similarity"], k, self.measures)])
+        norm = self.model.predict(row)[0]
+        out = {}
+        for j, s in enumerate(STRATEGIES):
+            acc = float(to_accuracy(norm[j], facts["n_classes"]))
+            w = self.model.half_width_[j]
+            lo, hi = to_accuracy(norm[j] - w, facts["n_classes"]), to_accuracy(norm[j] + w, facts["n_classes"])
+            out[s] = Quantity(
+                value=round(acc, 4), source="model",
+                low=None if np.isnan(w) else round(float(lo), 4), high=None if np.isnan(w) else round(float(hi), 4),
+                detail=f"{self.model.coverage:.0%} interval {lo:.1%}–{hi:.1%} (leave-one-dataset-out residuals); "
+                f"fitted on {self.card.get('cells', '?')} real runs, budget {k:.1f} epoch-equivalents",
+            )
+        return out

@@ -1,0 +1,107 @@
+"""Honest evaluation of the advice: leave-one-dataset-out over the meta-dataset.
+
+For every cell of a held-out data set, each method advises a strategy without having seen that data set;
+we compare with the strategy that really won the cell. Printed per method: agreement with the winner (a tie
+counts as agreement), mean and worst accuracy regret in points (best accuracy − accuracy of the advised
+strategy), and for the learned model the coverage of its prediction intervals.
+
+Methods: learned model (argmax of predicted accuracy), learned model + rules (the rules exclude, the model
+ranks: what `advisor recommend` does), rules only, and the baselines "always fine-tune" and the 2×2 rule
+(dataset size × domain similarity).
+
+    python benchmarks/evaluate.py [--results benchmarks/results/cells.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from advisor import decide as decide_mod
+from advisor import learned, rules
+from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
+
+import meta
+
+CELL_HW = Hardware(device="cpu", name="the cell's device", cpu_threads=2, gpu_available=False, precision="fp32")
+
+
+def cell_inputs(row: dict) -> tuple[DataFacts, Budget, Throughput]:
+    """What advisor would have known before the runs: descriptors, budget, per-strategy throughput."""
+    facts = DataFacts(n_images=row["n_images"], n_classes=row["n_classes"], resolution=row["resolution"],
+                      channels=row["channels"], imbalance=row["imbalance"], similarity=min(1.0, max(0.0, row["similarity"]["score"])))
+    budget = Budget(seconds=row["budget_seconds"], given_as=f"{row['k']:g} epoch-equivalents")
+    runs = row["runs"]
+    ips = {s: row["n_images"] * runs[s]["epochs"] / max(row["budget_seconds"], 1e-6) for s in STRATEGIES if s != "feature_extraction"}
+    ips["feature_extraction"] = row["n_images"] / max(runs["feature_extraction"]["seconds"], 1e-6)
+    tp = Throughput(resolution=row["resolution"], batch_size=32, images_per_second=ips, detail="from the cell's runs", seconds=0)
+    return facts, budget, tp
+
+
+def two_by_two(row: dict, book: rules.RuleBook) -> str:
+    small = row["per_class"] < book.thresholds["few_per_class"]
+    similar = row["similarity"]["score"] >= book.thresholds["similar"]
+    return {(True, True): "feature_extraction", (True, False): "fine_tune",
+            (False, True): "fine_tune", (False, False): "retrain"}[(small, similar)]
+
+
+def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
+    agree, regret = [], []
+    for choice, row in zip(choices, rows):
+        acc = {s: row["runs"][s]["val_accuracy"] for s in STRATEGIES}
+        best = max(acc.values())
+        agree.append(acc[choice] >= best - 1e-9)
+        regret.append((best - acc[choice]) * 100)
+    return float(np.mean(agree)), float(np.mean(regret)), float(np.max(regret))
+
+
+def evaluate(rows: list[dict]) -> str:
+    book = rules.load()
+    X, Y, n_classes, groups = learned.table(rows)
+    choices: dict[str, list[str]] = {m: [] for m in ("learned model", "learned model + rules", "rules only", "always fine-tune", "2×2 rule")}
+    covered, ordered = [], []
+    for g in np.unique(groups):
+        held = np.flatnonzero(groups == g)
+        train = groups != g
+        if train.sum() < 5 or len(np.unique(groups[train])) < 2:
+            continue
+        inner = learned.leave_one_dataset_out(X[train], Y[train], groups[train])
+        ok = ~np.isnan(inner).any(axis=1)
+        model = learned.StrategyModel().fit(X[train], Y[train], (Y[train] - inner)[ok] if ok.any() else None)
+        pred = model.predict(X[held])
+        covered.extend((np.abs(Y[held] - pred) <= model.half_width_).ravel().tolist())
+        for i, p in zip(held, pred):
+            row = rows[i]
+            ordered.append(row)
+            facts, budget, tp = cell_inputs(row)
+            predictor = learned.LearnedPredictor({"full": model}, {"name": f"lodo-without-{g}", "cells": int(train.sum())},
+                                                 row["similarity"])
+            choices["learned model"].append(STRATEGIES[int(np.argmax(p))])
+            choices["learned model + rules"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=predictor).strategy)
+            choices["rules only"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp).strategy)
+            choices["always fine-tune"].append("fine_tune")
+            choices["2×2 rule"].append(two_by_two(row, book))
+    lines = [f"leave-one-dataset-out over {len(ordered)} cells of {len(np.unique(groups))} data sets "
+             f"({', '.join(f'{g} {int((groups == g).sum())}' for g in np.unique(groups))})",
+             f"{'method':<24}{'agreement':>10}{'mean regret':>13}{'worst regret':>14}{'coverage':>10}"]
+    for method, picks in choices.items():
+        a, mean, worst = score(picks, ordered)
+        cov = f"{np.mean(covered):.0%}" if method == "learned model" and covered else ""
+        lines.append(f"{method:<24}{a:>10.0%}{mean:>12.2f}p{worst:>13.2f}p{cov:>10}")
+    winners = [r["winner"] for r in ordered]
+    lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGIES))
+    lines.append("goal: agreement ≥ 80 %, mean regret ≤ 1 point, worst ≤ 3, better than every baseline")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=meta.RESULTS)
+    args = parser.parse_args()
+    print(evaluate(meta.rows(args.results)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The learned model: fit on the committed meta-dataset of real runs, save, load, predict, and decide with it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advisor import decide, learned, rules, store
+from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
+
+RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "cells.jsonl"
+ROWS = store.read(RESULTS)
+pytestmark = pytest.mark.skipif(len({r["dataset"] for r in ROWS}) < 3, reason="meta-dataset too small")
+CPU = Hardware(device="cpu", name="test CPU", cpu_threads=2, gpu_available=False, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    X, Y, n_classes, groups = learned.table(ROWS)
+    oof = learned.leave_one_dataset_out(X, Y, groups)
+    ok = ~np.isnan(oof).any(axis=1)
+    models = {name: learned.StrategyModel(features=f).fit(X, Y, (Y - oof)[ok])
+              for name, f in (("full", learned.FEATURES), ("numbers", learned.NUMBERS_FEATURES))}
+    path = learned.save(models, {"name": "test", "cells": len(ROWS)}, tmp_path_factory.mktemp("m") / "m.joblib")
+    return X, Y, models, path
+
+
+def test_table_has_one_row_per_cell_and_a_column_per_strategy():
+    X, Y, n_classes, groups = learned.table(ROWS)
+    assert X.shape == (len(ROWS), len(learned.FEATURES)) and Y.shape == (len(ROWS), 4)
+    acc = learned.to_accuracy(Y, n_classes[:, None])
+    assert np.allclose(acc[:, 0], [r["runs"]["feature_extraction"]["val_accuracy"] for r in ROWS])
+
+
+def test_fit_save_load_predict_round_trip(fitted):
+    X, Y, models, path = fitted
+    loaded, card = learned.load(path)
+    assert card["cells"] == len(ROWS)
+    assert np.allclose(loaded["full"].predict(X), models["full"].predict(X))
+    assert np.all(models["full"].half_width_ >= 0)
+    # in-sample fit is better than predicting the mean
+    assert np.mean((models["full"].predict(X) - Y) ** 2) < np.mean((Y - Y.mean(0)) ** 2)
+
+
+def test_unfitted_model_refuses_to_predict():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        learned.StrategyModel().predict(np.zeros((1, len(learned.FEATURES))))
+
+
+def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
+    _, _, models, path = fitted
+    loaded, card = learned.load(path)
+    row = ROWS[0]
+    facts = DataFacts(n_images=row["n_images"], n_classes=row["n_classes"], resolution=32, channels=row["channels"],
+                      similarity=row["similarity"]["score"])
+    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
+    rec = decide.decide(facts, Budget(seconds=60, given_as="1 minute"), CPU, rules.load(), tp,
+                        predictor=learned.LearnedPredictor(loaded, card, row["similarity"]))
+    feasible = [e for e in rec.estimates if e.feasible]
+    assert all(e.accuracy.source == "model" and e.accuracy.low <= e.accuracy.value <= e.accuracy.high for e in rec.estimates)
+    assert rec.strategy == max(feasible, key=lambda e: e.accuracy.value).strategy
+    assert rec.decided_by.startswith("learned model") and rec.confidence.source == "model"
+    numbers_only = learned.LearnedPredictor(loaded, card).predict({**facts.model_dump(), "epochs_retrain": 3.0})
+    assert set(numbers_only) == set(STRATEGIES)
