@@ -10,7 +10,7 @@ from typing import Callable
 
 from . import backbone as bb
 from . import budget as budget_mod
-from . import engine, hardware, images, learned, similarity
+from . import calibration, engine, hardware, images, learned, similarity
 from . import rules as rules_mod
 from .decide import decide, plan_batch_size, plan_resolution
 from .errors import AdvisorError
@@ -37,6 +37,11 @@ def profile(data: str | os.PathLike) -> DataProfile:
     return profile_scan(scan(data))
 
 
+def timing_batch(hw: Hardware, batch_size: int) -> int:
+    """The batch at which steps are timed: the planned one on a GPU, at most 8 on a CPU (images/s barely changes)."""
+    return batch_size if hw.device == "cuda" else min(batch_size, 8)
+
+
 def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE, steps: int = 2) -> Throughput:
     """Images/s of each strategy's training step on this device, from real timed steps.
 
@@ -44,7 +49,7 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
     """
     t0 = time.perf_counter()
-    timed_batch = batch_size if hw.device == "cuda" else min(batch_size, 8)
+    timed_batch = timing_batch(hw, batch_size)
     ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES if s != "scratch"}
     ips["scratch"] = ips["retrain"]
     return Throughput(
@@ -78,10 +83,19 @@ def setup(rules, device: str | None, backbone: str, **budget) -> tuple[rules_mod
     return book, hw, budget_mod.make(hw, **budget)
 
 
-def predictor(use_model: bool = True, measures: Similarity | None = None) -> learned.LearnedPredictor | None:
-    """The packaged learned model as a decision predictor, or None (not wanted, or none fitted yet)."""
+def predictor(use_model: bool = True, measures: Similarity | None = None,
+              extra: dict | None = None, extra_note: str = "") -> learned.LearnedPredictor | None:
+    """The packaged learned model as a decision predictor, corrected by this machine's probe record and
+    ``extra`` offsets; None when not wanted or none is fitted yet."""
     bundle = learned.load() if use_model else None
-    return learned.LearnedPredictor(*bundle, measures) if bundle else None
+    if not bundle:
+        return None
+    offsets, n = calibration.offsets()
+    notes = [f"corrected by {n} earlier probe(s) on this machine"] if n else []
+    if extra:
+        offsets = {s: offsets[s] + extra.get(s, 0.0) for s in offsets}
+        notes.append(extra_note)
+    return learned.LearnedPredictor(*bundle, measures, offsets if (n or extra) else None, "; ".join(notes))
 
 
 def recommend(
@@ -160,8 +174,14 @@ def recommend_scanned(
 
 
 def _throughput(facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log) -> Throughput:
-    res = plan_resolution(facts.resolution, book)
+    """Throughput at the planned resolution: from this machine's calibration record, else timed now and recorded."""
+    res, batch = plan_resolution(facts.resolution, book), plan_batch_size(hw, facts.n_images, book)
+    cached = calibration.cached_throughput(hw, backbone, res, timing_batch(hw, batch))
+    if cached:
+        log(f"throughput at {res}px from this machine's calibration record")
+        return cached
     log(f"timing training steps of each strategy at {res}px on {hw.name} …")
-    throughput = measure_throughput(hw, res, plan_batch_size(hw, facts.n_images, book), backbone)
+    throughput = measure_throughput(hw, res, batch, backbone)
+    calibration.record_throughput(throughput, hw, backbone)
     log(f"  done ({throughput.seconds:.1f} s)")
     return throughput

@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from . import api, datasets, report
+from . import api, calibration, datasets, report
 from .probe import probe as run_probe
 from .backbone import BACKBONES, DEFAULT_BACKBONE
 from .errors import AdvisorError
@@ -98,6 +98,17 @@ def profile(data, as_json):
     """Show what advisor sees in a data folder (reads headers only; writes nothing)."""
     p = api.profile(data)
     click.echo(p.model_dump_json(indent=2) if as_json else report.profile_text(p))
+
+
+@main.command()
+@click.option("--show", "action", flag_value="show", default=True, help="Show what is recorded for this machine (default).")
+@click.option("--reset", "action", flag_value="reset", help="Forget this machine's records.")
+def calibrate(action):
+    """Show or reset this machine's calibration: measured throughput and the model's errors seen by probes."""
+    if action == "reset":
+        click.echo(f"removed {calibration.reset()} record(s) of this machine from {calibration.path()}")
+    else:
+        click.echo(calibration.show())
 
 
 @main.command("demo-data")

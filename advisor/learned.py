@@ -116,8 +116,9 @@ class StrategyModel:
         return np.column_stack([e.predict(Xc) for e in self.estimators_])
 
 
-def save(models: dict[str, StrategyModel], card: dict, path: Path = MODEL_PATH) -> Path:
+def save(models: dict[str, StrategyModel], card: dict, path: Path | None = None) -> Path:
     """Save ``{"full": …, "numbers": …}`` models and their card: joblib to a temporary file, then rename."""
+    path = Path(path or MODEL_PATH)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     os.close(fd)
@@ -130,8 +131,9 @@ def save(models: dict[str, StrategyModel], card: dict, path: Path = MODEL_PATH) 
     return path
 
 
-def load(path: Path = MODEL_PATH) -> tuple[dict[str, StrategyModel], dict] | None:
+def load(path: Path | None = None) -> tuple[dict[str, StrategyModel], dict] | None:
     """The packaged models and their card, or None when none has been fitted."""
+    path = Path(path or MODEL_PATH)
     if not path.is_file():
         return None
     bundle = joblib.load(path)
@@ -139,28 +141,40 @@ def load(path: Path = MODEL_PATH) -> tuple[dict[str, StrategyModel], dict] | Non
 
 
 class LearnedPredictor:
-    """Plugs a fitted :class:`StrategyModel` into :func:`advisor.decide.decide` as its ``predictor``."""
+    """Plugs a fitted :class:`StrategyModel` into :func:`advisor.decide.decide` as its ``predictor``.
 
-    def __init__(self, models: dict[str, StrategyModel], card: dict, measures: Similarity | dict | None = None):
+    ``offsets`` (normalised accuracy per strategy) are added to the model's predictions: corrections learned
+    from probes, described by ``offset_note``.
+    """
+
+    def __init__(self, models: dict[str, StrategyModel], card: dict, measures: Similarity | dict | None = None,
+                 offsets: dict[StrategyName, float] | None = None, offset_note: str = ""):
         self.card, self.measures = card, measures
         self.model = models["full"] if measures is not None else models["numbers"]
+        self.offsets, self.offset_note = offsets or {}, offset_note
         self.name = card.get("name", "strategy_model")
+
+    def normalised(self, facts: dict[str, float], budget_equivalents: float) -> np.ndarray:
+        """The model's raw normalised predictions (no offsets) for these facts and budget."""
+        row = np.array([feature_row(facts["n_images"], facts["n_classes"], facts["channels"], facts["similarity"],
+                                    budget_equivalents, self.measures)])
+        return self.model.predict(row)[0]
 
     def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]:
         k = facts.get("epochs_retrain")
         if k is None:  # no throughput measured: the budget cannot be put in epoch-equivalents
             return {}
-        row = np.array([feature_row(facts["n_images"], facts["n_classes"], facts["channels"], facts["similarity"], k, self.measures)])
-        norm = self.model.predict(row)[0]
+        norm = self.normalised(facts, k)
         out = {}
         for j, s in enumerate(STRATEGIES):
-            acc = float(to_accuracy(norm[j], facts["n_classes"]))
+            mu = norm[j] + self.offsets.get(s, 0.0)
             w = self.model.half_width_[j]
-            lo, hi = to_accuracy(norm[j] - w, facts["n_classes"]), to_accuracy(norm[j] + w, facts["n_classes"])
+            lo, hi = to_accuracy(mu - w, facts["n_classes"]), to_accuracy(mu + w, facts["n_classes"])
             out[s] = Quantity(
-                value=round(acc, 4), source="model",
+                value=round(float(to_accuracy(mu, facts["n_classes"])), 4), source="model",
                 low=None if np.isnan(w) else round(float(lo), 4), high=None if np.isnan(w) else round(float(hi), 4),
-                detail=f"{self.model.coverage:.0%} interval {lo:.1%}–{hi:.1%} (leave-one-dataset-out residuals); "
-                f"fitted on {self.card.get('cells', '?')} real runs, budget {k:.1f} epoch-equivalents",
+                detail=f"{self.model.coverage:.0%} interval from leave-one-dataset-out residuals; fitted on "
+                f"{self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents"
+                + (f"; {self.offset_note}" if self.offsets else ""),
             )
         return out

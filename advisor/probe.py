@@ -7,13 +7,15 @@ import math
 import os
 from datetime import datetime, timezone
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from . import api, engine, images, store
+from . import api, calibration, engine, images, learned, store
 from . import backbone as bb
+from .decide import decide
 from .errors import AdvisorError
 from .scan import scan
-from .schemas import STRATEGIES, ProbeResult, ProbeRun, Recommendation
+from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation
 
 
 def probe_seconds(rec: Recommendation, fraction: float) -> float:
@@ -42,6 +44,18 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
         verdict = (f"The probe disagrees: {best} reached {acc[best]:.1%}, the recommended {chosen} {acc[chosen]:.1%}. "
                    "Short runs favour cheap strategies; a longer budget may still favour the recommendation.")
     return ranking, agrees, verdict
+
+
+def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int, k_probe: float, n_val: int):
+    """The model's error at the probe's own conditions (subset size, probe budget), per strategy, and how much
+    to trust it: more for longer probes (in epoch-equivalents) and more validation images."""
+    facts = {**rec.facts.model_dump(), "n_images": n_train}
+    raw = pred.normalised(facts, k_probe)
+    observed = learned.to_normalised(np.array([next(r.val_accuracy for r in runs if r.strategy == s) for s in STRATEGIES]),
+                                     rec.facts.n_classes)
+    errors = {s: round(float(observed[j] - raw[j]), 4) for j, s in enumerate(STRATEGIES)}
+    weight = (1 - math.exp(-k_probe)) * n_val / (n_val + 50)
+    return errors, weight
 
 
 def probe(
@@ -109,8 +123,22 @@ def probe(
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve))
     ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
+    spent = sum(r.seconds for r in runs)
     result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
-                         train_images=len(train[0]), val_images=len(val[0]), resolution=res, seconds_per_strategy=round(per_strategy, 1))
+                         train_images=len(train[0]), val_images=len(val[0]), resolution=res, seconds_per_strategy=round(per_strategy, 1),
+                         cost=Quantity(value=round(spent, 1), unit="s", source="measured",
+                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget"))
+    pred = api.predictor(use_model, rec.similarity)
+    if pred is not None and set(STRATEGIES) <= {r.strategy for r in runs}:
+        epoch_s = engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone)
+        errors, weight = _model_errors(pred, rec, runs, len(train[0]), per_strategy / epoch_s, len(val[0]))
+        after = decide(rec.facts, budget, hw, book, rec.throughput, predictor=api.predictor(
+            use_model, rec.similarity, {s: weight * e for s, e in errors.items()},
+            f"calibrated by this probe (model error × weight {weight:.2f})"), backbone=backbone)
+        result = result.model_copy(update={"calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity}),
+                                           "model_errors": errors, "calibration_weight": round(weight, 3)})
+        if save:
+            calibration.record_probe(errors, hw, str(scanned.root))
     if save:
         path = store.home() / "probes.jsonl"
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": store.machine_id(), **result.model_dump(mode="json")}

@@ -108,6 +108,18 @@ def probe_text(p: ProbeResult) -> str:
     for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
         lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{1000 * run.seconds / max(run.steps, 1):<10.0f}{run.images_per_second:.0f}")
     lines.append(p.verdict)
+    if p.cost:
+        lines.append(f"Probe cost: {p.cost.value:.0f} s of training [measured], {p.cost.detail}.")
+    if p.calibrated:
+        before, after = p.recommendation, p.calibrated
+        errs = ", ".join(f"{TITLES[s]} {v:+.2f}" for s, v in p.model_errors.items())
+        lines += ["", f"Calibration: the model's error at the probe's conditions (normalised accuracy): {errs}; "
+                      f"applied with weight {p.calibration_weight:.2f}.",
+                  f"  before: {TITLES[before.strategy]} ({before.confidence.value:.0%})   "
+                  f"after: {TITLES[after.strategy]} ({after.confidence.value:.0%})"]
+        for e_before, e_after in zip(before.estimates, after.estimates):
+            if e_before.accuracy and e_after.accuracy:
+                lines.append(f"  {TITLES[e_before.strategy]:<20}{e_before.accuracy.value:.1%} → {e_after.accuracy.value:.1%}")
     if p.stored_at:
         lines.append(f"Saved for calibration: {p.stored_at}")
     return "\n".join(lines)

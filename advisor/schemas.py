@@ -189,4 +189,8 @@ class ProbeResult(BaseModel):
     val_images: int
     resolution: int
     seconds_per_strategy: float
+    cost: Quantity | None = Field(None, description="training time the probe spent, and its share of the budget")
+    calibrated: Recommendation | None = Field(None, description="the advice after the probe corrected the learned model")
+    model_errors: dict[StrategyName, float] | None = Field(None, description="observed − predicted normalised accuracy at the probe's conditions")
+    calibration_weight: float | None = None
     stored_at: str | None = None

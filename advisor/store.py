@@ -42,6 +42,12 @@ def append(path: Path, record: dict) -> Path:
     return path
 
 
+def write_lines(path: Path, records: list[dict]) -> Path:
+    """Replace the file with these records, one JSON line each, atomically."""
+    atomic_write(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+    return path
+
+
 def read(path: Path) -> list[dict]:
     if not path.exists():
         return []

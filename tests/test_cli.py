@@ -13,7 +13,7 @@ from .conftest import copy_tree, snapshot
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["recommend"], ["probe"], ["profile"], ["demo-data"]])
+@pytest.mark.parametrize("command", [[], ["recommend"], ["probe"], ["profile"], ["calibrate"], ["demo-data"]])
 def test_every_command_has_help(command):
     result = runner.invoke(main, command + ["--help"])
     assert result.exit_code == 0 and "Usage" in result.output
