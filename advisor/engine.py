@@ -8,6 +8,7 @@ Feature extraction embeds once without gradients and fits a multinomial logistic
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -236,7 +237,8 @@ def measure_images_per_second(
 ) -> float:
     """Images/s of ``strategy``'s training step (forward only for feature extraction), from real timed steps.
 
-    Image content does not change the cost of a step, so random pixels are used. One untimed warm-up step.
+    Image content does not change the cost of a step, so random pixels are used. One untimed warm-up step;
+    the median of the timed steps.
     """
     strat = st.get(strategy)
     device = torch.device(hw.device)
@@ -260,4 +262,4 @@ def measure_images_per_second(
         if hw.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return batch_size / (sum(times[1:]) / steps)
+    return batch_size / statistics.median(times[1:])  # the median resists a step slowed by other load
