@@ -35,6 +35,14 @@ def _layout(backbone: str):
     return bb.create(backbone, pretrained=False)
 
 
+def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
+    best = ranked[0]
+    text = f"The learned model predicts {best.accuracy.value:.1%} for {best.strategy}, the best of the feasible strategies"
+    if len(ranked) > 1:
+        text += f" (next: {ranked[1].strategy} {ranked[1].accuracy.value:.1%})"
+    return [text + "."]
+
+
 def _model_confidence(best: Quantity, second: Quantity) -> Quantity:
     """P(best really beats second) if both predictions are normal with σ from their 80 % intervals."""
     sigma = math.hypot((best.high - best.low) / 2.563, (second.high - second.low) / 2.563)
@@ -164,7 +172,8 @@ def decide(
     return Recommendation(
         strategy=best.strategy,
         confidence=confidence,
-        reasons=outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."],
+        reasons=_model_reasons(ranked) + outcome.support(best.strategy) if predicted
+        else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."],
         fired_rules=outcome.fired,
         estimates=estimates,
         facts=facts,

@@ -71,7 +71,7 @@ def pool(name: str) -> tuple[torch.Tensor, torch.Tensor, list[str], np.ndarray]:
         x, y = x[:POOL_LIMIT], np.asarray(y)[:POOL_LIMIT]
         t = torch.from_numpy(np.array(x)).float()[:, None]
         t = torch.nn.functional.interpolate(t, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
-        arr = t.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+        arr = t.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
     else:
         arr = np.stack([images.square(Image.fromarray(im), res) for im in x])
     rng = np.random.default_rng(1234)
