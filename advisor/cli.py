@@ -65,9 +65,15 @@ def main() -> None:
 @main.command()
 @_common_options
 @_budget_options
+@click.option("--probe", "with_probe", is_flag=True, help="Also probe (5 % of the budget) and show the advice before and after calibration.")
 @_user_errors
-def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes):
+def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, with_probe):
     """Recommend a strategy for the images in --data and the budget."""
+    if with_probe:
+        result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
+                           weights=weights, rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json))
+        click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
+        return
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                         weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json))
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
