@@ -7,8 +7,8 @@ strategy), and for the learned model the coverage of its prediction intervals.
 
 Methods: learned model (argmax of predicted accuracy), learned model + rules (the rules exclude, the model
 ranks: what `advisor recommend` does), the same after probe calibration (the probe is the k=1 cell of the same
-data set, size and seed), rules only, and the baselines "always fine-tune" and the 2×2 rule (dataset size ×
-domain similarity).
+data set, size and seed), rules only, and the baselines "always fine-tune", "always feature extraction" and
+the 2×2 rule (dataset size × domain similarity).
 
     python benchmarks/evaluate.py [--results benchmarks/results/cells.jsonl]
 """
@@ -73,7 +73,7 @@ def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
 def evaluate(rows: list[dict]) -> str:
     book = rules.load()
     X, Y, n_classes, groups = learned.table(rows)
-    methods = ("learned model", "learned model + rules", "model + rules + probe calibration", "rules only", "always fine-tune", "2×2 rule")
+    methods = ("learned model", "learned model + rules", "model + rules + probe calibration", "rules only", "always fine-tune", "always feature extraction", "2×2 rule")
     choices: dict[str, list[str]] = {m: [] for m in methods}
     index = {(r["dataset"], r["per_class"], r["k"], r["seed"]): i for i, r in enumerate(rows)}
     covered, ordered = [], []
@@ -100,6 +100,7 @@ def evaluate(rows: list[dict]) -> str:
             calibrated = learned.LearnedPredictor({"full": model}, {"name": "calibrated"}, row["similarity"], offsets, "probe")
             choices["model + rules + probe calibration"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=calibrated).strategy)
             choices["always fine-tune"].append("fine_tune")
+            choices["always feature extraction"].append("feature_extraction")
             choices["2×2 rule"].append(two_by_two(row, book))
     lines = [f"leave-one-dataset-out over {len(ordered)} cells of {len(np.unique(groups))} data sets "
              f"({', '.join(f'{g} {int((groups == g).sum())}' for g in np.unique(groups))})",
