@@ -187,7 +187,7 @@ def run(
     on_device = hardware.fits_on_device(hw, train[0].numel())
     x_train = train[0].to(device) if on_device else train[0].pin_memory()
     y_train = train[1].to(device)
-    total_steps = None if epochs is None else max(1, round(epochs * n / batch_size))
+    total_images = None if epochs is None else max(batch_size, round(epochs * n))  # robust to a batch size that halves
     checkpoints = [(i + 1) / eval_points for i in range(eval_points)]
     curve: list[tuple[float, float]] = []
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -215,7 +215,7 @@ def run(
             torch.cuda.synchronize()
         trained_s += time.perf_counter() - t
         step, seen = step + 1, seen + len(idx)
-        done = min(1.0, trained_s / seconds if seconds is not None else step / total_steps)
+        done = min(1.0, trained_s / seconds if seconds is not None else seen / total_images)
         if progress:
             progress(done)
         if checkpoints and done >= checkpoints[0] - 1e-9:
