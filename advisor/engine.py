@@ -144,7 +144,7 @@ def run(
     seconds: float | None = None,
     epochs: float | None = None,
     equivalents: float | None = None,
-    epoch_seconds: float | None = None,
+    speed_ratio: float | None = None,
     batch_size: int = 32,
     flip: bool = True,
     pad_fraction: float = 1 / 8,
@@ -158,8 +158,10 @@ def run(
 
     * ``seconds`` of training time (evaluation excluded),
     * ``epochs`` passes over ``train``, or
-    * ``equivalents``: k × the time of one epoch of all-layer training on this device (``epoch_seconds``,
-      measured with :func:`measure_epoch_seconds` when not given) — a unit comparable across hardware.
+    * ``equivalents``: k × the time of one epoch of all-layer training on this device — a unit comparable
+      across hardware. It is spent as the images that time buys at the strategy's measured speed:
+      k × ``speed_ratio`` epochs, where ``speed_ratio`` = the strategy's images/s ÷ all-layer training's
+      (measured with :func:`measure_speed_ratio` when not given), so other load on the machine cannot shift budgets.
 
     Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
     is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved.
@@ -177,8 +179,8 @@ def run(
     n = len(train[0])
     batch_size = min(batch_size, n)
     if equivalents is not None:
-        epoch_seconds = epoch_seconds or measure_epoch_seconds(n, train[0].shape[-1], batch_size, hw, backbone)
-        seconds = equivalents * epoch_seconds
+        ratio = speed_ratio or measure_speed_ratio(strategy, train[0].shape[-1], batch_size, hw, backbone)
+        epochs = equivalents * ratio
 
     device = torch.device(hw.device)
     model = st.build(strat, n_classes, backbone, weights).to(device).to(memory_format=hardware.memory_format(hw))
@@ -224,6 +226,15 @@ def run(
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
     return RunResult(strategy, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
                      batch_size, hardware.peak_memory_mb(hw))
+
+
+def measure_speed_ratio(strategy: str, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
+                steps: int = 5) -> float:
+    """Training images/s of ``strategy`` ÷ that of all-layer training, from the median of timed steps."""
+    if strategy in ("retrain", "scratch"):
+        return 1.0
+    return (measure_images_per_second(strategy, resolution, batch_size, hw, steps, backbone)
+            / measure_images_per_second("retrain", resolution, batch_size, hw, steps, backbone))
 
 
 def measure_epoch_seconds(n_images: int, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE) -> float:

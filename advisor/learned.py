@@ -58,16 +58,10 @@ def to_normalised(accuracy: np.ndarray, n_classes: np.ndarray | float) -> np.nda
     return (np.asarray(accuracy, dtype=float) - c) / (1 - c)
 
 
-def effective_budget(row: dict) -> float:
-    """The epochs of all-layer training (retrain) the cell's budget really bought. It equals the nominal k when
-    the machine ran at the speed measured before the cell, and is lower when it was slowed by other load."""
-    return max(row["runs"]["retrain"]["epochs"], 1e-3)
-
-
 def table(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Meta-dataset rows → (X features, Y normalised accuracies (n, 4), n_classes, data set name per row)."""
-    X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], effective_budget(r),
-                              r["similarity"]) for r in rows])
+    X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], r["k"], r["similarity"])
+                  for r in rows])
     acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
     return X, to_normalised(acc, n_classes[:, None]), n_classes, np.array([r["dataset"] for r in rows])

@@ -3,7 +3,9 @@
 A cell is (data set, images per class, budget k, seed). Its training images are a class-stratified draw
 from the data set's training pool; its test images are a fixed held-out part of the data set that no cell
 trains on. The budget is k full-training-epoch equivalents: k × the measured time of one epoch of
-all-layer training over the cell's images on this device, so cells are comparable across hardware.
+all-layer training over the cell's images on this device, so cells are comparable across hardware. Each
+strategy spends it as the images that time buys at its own measured speed (k × its speed ratio to
+all-layer training, in epochs), so other load on the machine during a run cannot shift the budgets.
 
 Resumable: a cell whose key is already in the results file is skipped. Cells run through joblib, so the
 sweep can run on a cluster by choosing a joblib backend, e.g. with Ray or Dask installed::
@@ -122,6 +124,13 @@ def _subset(name: str, per_class: int, seed: int) -> tuple[np.ndarray, dict, flo
     return train_idx, sim, epoch_s
 
 
+@functools.cache
+def speed_ratios(resolution: int, batch_size: int) -> dict[str, float]:
+    """Each trained strategy's images/s ÷ all-layer training's on this device (median of timed steps)."""
+    hw = hardware.detect()
+    return {s: round(engine.measure_speed_ratio(s, resolution, batch_size, hw), 4) for s in STRATEGIES if s != "feature_extraction"}
+
+
 def run_cell(cell: Cell) -> dict:
     """Train every strategy on the cell's images for k epoch-equivalents; evaluate on the held-out test set."""
     torch.manual_seed(cell.seed)
@@ -130,9 +139,10 @@ def run_cell(cell: Cell) -> dict:
     hw = hardware.detect()
     train, test_set = (x[train_idx], y[train_idx]), (x[test], y[test])
     channels = 1 if cell.dataset in ("digits", "mnist", "fashion-mnist", "lfw") else 3
+    ratios = speed_ratios(RESOLUTION[cell.dataset], min(32, len(train_idx)))
     runs = {}
     for name in STRATEGIES:
-        r = engine.run(name, train, test_set, len(classes), hw, equivalents=cell.k, epoch_seconds=epoch_s,
+        r = engine.run(name, train, test_set, len(classes), hw, equivalents=cell.k, speed_ratio=ratios.get(name, 1.0),
                        batch_size=32, flip=channels == 3, seed=cell.seed)
         runs[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
     best = max(runs, key=lambda s: runs[s]["val_accuracy"])
@@ -140,7 +150,7 @@ def run_cell(cell: Cell) -> dict:
         "key": cell.key, "dataset": cell.dataset, "per_class": cell.per_class, "k": cell.k, "seed": cell.seed,
         "n_images": len(train_idx), "n_classes": len(classes), "resolution": RESOLUTION[cell.dataset], "channels": channels,
         "imbalance": 1.0, "test_images": int(test.sum()), "similarity": sim, "epoch_seconds": round(epoch_s, 3),
-        "budget_seconds": round(cell.k * epoch_s, 2), "device": hw.device, "device_name": hw.name,
+        "budget_seconds": round(cell.k * epoch_s, 2), "speed_ratios": ratios, "device": hw.device, "device_name": hw.name,
         "runs": runs, "winner": best, "advisor_version": advisor.__version__,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
