@@ -8,7 +8,7 @@ from advisor import AdvisorError, Recommendation
 
 @pytest.fixture(scope="module")
 def rec(digits_dir):
-    return advisor.recommend(digits_dir, minutes=30)
+    return advisor.recommend(digits_dir, minutes=30, use_model=False)
 
 
 def test_recommend_on_a_folder(rec):
@@ -23,6 +23,17 @@ def test_recommend_on_a_folder(rec):
     for e in rec.estimates:
         assert e.seconds_per_epoch.source == "measured" and e.seconds_per_epoch.value > 0
         assert e.expected_seconds.value <= 30 * 60 + 1e-6
+
+
+def test_default_uses_the_packaged_learned_model(digits_dir):
+    from advisor import learned
+
+    if learned.load() is None:
+        pytest.skip("no learned model packaged")
+    rec = advisor.recommend(digits_dir, minutes=30)
+    assert rec.decided_by.startswith("learned model")
+    assert all(e.accuracy.source == "model" and e.accuracy.low <= e.accuracy.value <= e.accuracy.high for e in rec.estimates)
+    assert rec.strategy == max((e for e in rec.estimates if e.feasible), key=lambda e: e.accuracy.value).strategy
 
 
 def test_digits_are_far_from_imagenet(rec):
