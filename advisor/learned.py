@@ -44,10 +44,6 @@ def feature_row(n_images: float, n_classes: float, channels: float, similarity: 
     ]
 
 
-def chance(n_classes: float) -> float:
-    return 1.0 / n_classes
-
-
 def to_accuracy(normalised: np.ndarray, n_classes: np.ndarray | float) -> np.ndarray:
     c = 1.0 / np.asarray(n_classes, dtype=float)
     return np.clip(c + normalised * (1 - c), 0.0, 1.0)
