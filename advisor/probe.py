@@ -130,7 +130,10 @@ def probe(
                                        detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget"))
     pred = api.predictor(use_model, rec.similarity)
     if pred is not None and set(STRATEGIES) <= {r.strategy for r in runs}:
-        epoch_s = engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone)
+        if rec.throughput is not None and rec.throughput.resolution == res:  # measured already, at this resolution
+            epoch_s = len(train[0]) / rec.throughput.images_per_second["retrain"]
+        else:
+            epoch_s = engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone)
         errors, weight = _model_errors(pred, rec, runs, len(train[0]), per_strategy / epoch_s, len(val[0]))
         after = decide(rec.facts, budget, hw, book, rec.throughput, predictor=api.predictor(
             use_model, rec.similarity, {s: weight * e for s, e in errors.items()},

@@ -43,8 +43,8 @@ from advisor.schemas import STRATEGIES
 RESULTS = Path(__file__).parent / "results" / "cells.jsonl"
 RESOLUTION = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64}
 TEST_PER_CLASS = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6}
-PER_CLASS = (5, 10, 20, 50, 100, 200, 500)
-BUDGETS = (1, 3, 10, 30)
+PER_CLASS = (5, 10, 20, 50, 100, 200, 500, 1000)
+BUDGETS = (0.3, 1, 3, 10, 30)
 SEEDS = (0, 1)
 IPS_GUESS = 100.0  # training images/s assumed when estimating a cell's cost before running it (2-core CPU, 32 px)
 

@@ -5,9 +5,9 @@ we compare with the strategy that really won the cell. Printed per method: agree
 counts as agreement), mean and worst accuracy regret in points (best accuracy − accuracy of the advised
 strategy), and for the learned model the coverage of its prediction intervals.
 
-Methods: learned model (argmax of predicted accuracy), learned model + rules (the rules exclude, the model
+Methods: learned model (argmax of predicted accuracy; its intervals from an inner leave-one-dataset-out), learned model + rules (the rules exclude, the model
 ranks: what `advisor recommend` does), the same after probe calibration (the probe is the k=1 cell of the same
-data set, size and seed), rules only, and the baselines "always fine-tune", "always feature extraction" and
+data set, size and seed), rules only, and the baselines "always fine-tune", "always retrain", "always feature extraction" and
 the 2×2 rule (dataset size × domain similarity).
 
     python benchmarks/evaluate.py [--results benchmarks/results/cells.jsonl]
@@ -73,7 +73,7 @@ def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
 def evaluate(rows: list[dict]) -> str:
     book = rules.load()
     X, Y, n_classes, groups = learned.table(rows)
-    methods = ("learned model", "learned model + rules", "model + rules + probe calibration", "rules only", "always fine-tune", "always feature extraction", "2×2 rule")
+    methods = ("learned model", "learned model + rules", "model + rules + probe calibration", "rules only", "always fine-tune", "always retrain", "always feature extraction", "2×2 rule")
     choices: dict[str, list[str]] = {m: [] for m in methods}
     index = {(r["dataset"], r["per_class"], r["k"], r["seed"]): i for i, r in enumerate(rows)}
     covered, ordered = [], []
@@ -82,24 +82,23 @@ def evaluate(rows: list[dict]) -> str:
         train = groups != g
         if train.sum() < 5 or len(np.unique(groups[train])) < 2:
             continue
-        inner = learned.leave_one_dataset_out(X[train], Y[train], groups[train])
-        ok = ~np.isnan(inner).any(axis=1)
-        model = learned.StrategyModel().fit(X[train], Y[train], (Y[train] - inner)[ok] if ok.any() else None)
+        model, _ = learned.fit(X[train], Y[train], groups[train])
         pred = model.predict(X[held])
         covered.extend((np.abs(Y[held] - pred) <= model.half_width_).ravel().tolist())
         for i, p in zip(held, pred):
             row = rows[i]
             ordered.append(row)
             facts, budget, tp = cell_inputs(row)
-            predictor = learned.LearnedPredictor({"full": model}, {"name": f"lodo-without-{g}", "cells": int(train.sum())},
+            predictor = learned.LearnedPredictor({"default": model}, {"name": f"lodo-without-{g}", "cells": int(train.sum())},
                                                  row["similarity"])
             choices["learned model"].append(STRATEGIES[int(np.argmax(p))])
             choices["learned model + rules"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=predictor).strategy)
             choices["rules only"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp).strategy)
             offsets = probe_offsets(rows, index, row, model, X, Y)
-            calibrated = learned.LearnedPredictor({"full": model}, {"name": "calibrated"}, row["similarity"], offsets, "probe")
+            calibrated = learned.LearnedPredictor({"default": model}, {"name": "calibrated"}, row["similarity"], offsets, "probe")
             choices["model + rules + probe calibration"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=calibrated).strategy)
             choices["always fine-tune"].append("fine_tune")
+            choices["always retrain"].append("retrain")
             choices["always feature extraction"].append("feature_extraction")
             choices["2×2 rule"].append(two_by_two(row, book))
     lines = [f"leave-one-dataset-out over {len(ordered)} cells of {len(np.unique(groups))} data sets "
@@ -109,6 +108,11 @@ def evaluate(rows: list[dict]) -> str:
         a, mean, worst = score(picks, ordered)
         cov = f"{np.mean(covered):.0%}" if method == "learned model" and covered else ""
         lines.append(f"{method:<36}{a:>10.0%}{mean:>12.2f}p{worst:>13.2f}p{cov:>10}")
+    ks = np.array([r["k"] for r in ordered])
+    lines.append("learned model + rules by budget: " + "; ".join(
+        "k={:g}: {:.0%}, {:.2f}p ({} cells)".format(k, *score([c for c, m in zip(choices["learned model + rules"], ks == k) if m],
+                                                             [r for r, m in zip(ordered, ks == k) if m])[:2], int((ks == k).sum()))
+        for k in np.unique(ks)))
     winners = [r["winner"] for r in ordered]
     lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGIES))
     lines.append("goal: agreement ≥ 80 %, mean regret ≤ 1 point, worst ≤ 3, better than every baseline")

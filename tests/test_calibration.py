@@ -20,10 +20,7 @@ def packaged_model(tmp_path, monkeypatch):
     if len({r["dataset"] for r in ROWS}) < 3:
         pytest.skip("meta-dataset too small")
     X, Y, _, groups = learned.table(ROWS)
-    oof = learned.leave_one_dataset_out(X, Y, groups)
-    ok = ~np.isnan(oof).any(axis=1)
-    models = {n: learned.StrategyModel(features=f).fit(X, Y, (Y - oof)[ok])
-              for n, f in (("full", learned.FEATURES), ("numbers", learned.NUMBERS_FEATURES))}
+    models = {"default": learned.fit(X, Y, groups)[0]}
     path = learned.save(models, {"name": "test-model", "cells": len(ROWS)}, tmp_path / "m.joblib")
     monkeypatch.setattr(learned, "MODEL_PATH", path)
     return path

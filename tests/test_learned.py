@@ -17,10 +17,7 @@ CPU = Hardware(device="cpu", name="test CPU", cpu_threads=2, gpu_available=False
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     X, Y, n_classes, groups = learned.table(ROWS)
-    oof = learned.leave_one_dataset_out(X, Y, groups)
-    ok = ~np.isnan(oof).any(axis=1)
-    models = {name: learned.StrategyModel(features=f).fit(X, Y, (Y - oof)[ok])
-              for name, f in (("full", learned.FEATURES), ("numbers", learned.NUMBERS_FEATURES))}
+    models = {"default": learned.fit(X, Y, groups)[0]}
     path = learned.save(models, {"name": "test", "cells": len(ROWS)}, tmp_path_factory.mktemp("m") / "m.joblib")
     return X, Y, models, path
 
@@ -36,10 +33,10 @@ def test_fit_save_load_predict_round_trip(fitted):
     X, Y, models, path = fitted
     loaded, card = learned.load(path)
     assert card["cells"] == len(ROWS)
-    assert np.allclose(loaded["full"].predict(X), models["full"].predict(X))
-    assert np.all(models["full"].half_width_ >= 0)
+    assert np.allclose(loaded["default"].predict(X), models["default"].predict(X))
+    assert np.all(models["default"].half_width_ >= 0)
     # in-sample fit is better than predicting the mean
-    assert np.mean((models["full"].predict(X) - Y) ** 2) < np.mean((Y - Y.mean(0)) ** 2)
+    assert np.mean((models["default"].predict(X) - Y) ** 2) < np.mean((Y - Y.mean(0)) ** 2)
 
 
 def test_unfitted_model_refuses_to_predict():
@@ -62,3 +59,14 @@ def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
     assert rec.decided_by.startswith("learned model") and rec.confidence.source == "model"
     numbers_only = learned.LearnedPredictor(loaded, card).predict({**facts.model_dump(), "epochs_retrain": 3.0})
     assert set(numbers_only) == set(STRATEGIES)
+
+
+def test_more_budget_or_more_images_never_predicts_lower(fitted):
+    _, _, models, _ = fitted
+    model = models["default"]
+    for k_first in (0.3, 3.0):
+        budgets = [k_first * 2**i for i in range(6)]
+        by_budget = model.predict(np.array([learned.feature_row(500, 10, 1, 0.4, k) for k in budgets]))
+        assert np.all(np.diff(by_budget, axis=0) >= -1e-9)
+    by_size = model.predict(np.array([learned.feature_row(10 * n, 10, 3, 0.6, 3.0) for n in (5, 20, 100, 500, 2000)]))
+    assert np.all(np.diff(by_size, axis=0) >= -1e-9)
