@@ -83,19 +83,14 @@ def setup(rules, device: str | None, backbone: str, **budget) -> tuple[rules_mod
     return book, hw, budget_mod.make(hw, **budget)
 
 
-def predictor(use_model: bool = True, measures: Similarity | None = None,
-              extra: dict | None = None, extra_note: str = "") -> learned.LearnedPredictor | None:
-    """The packaged learned model as a decision predictor, corrected by this machine's probe record and
-    ``extra`` offsets; None when not wanted or none is fitted yet."""
+def predictor(use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
+              extra: list[dict] | None = None) -> learned.LearnedPredictor | None:
+    """The packaged learned model as a decision predictor, corrected by this machine's probe records and
+    ``extra`` ones; None when not wanted or none is fitted yet."""
     bundle = learned.load() if use_model else None
     if not bundle:
         return None
-    offsets, n = calibration.offsets()
-    notes = [f"corrected by {n} earlier probe(s) on this machine"] if n else []
-    if extra:
-        offsets = {s: offsets[s] + extra.get(s, 0.0) for s in offsets}
-        notes.append(extra_note)
-    return learned.LearnedPredictor(*bundle, measures, offsets if (n or extra) else None, "; ".join(notes))
+    return learned.LearnedPredictor(*bundle, measures, calibration.probes() + (extra or []), data)
 
 
 def recommend(
@@ -169,7 +164,7 @@ def recommend_scanned(
             f"at {sim.resolution}px; more images usually score higher",
         )
     throughput = _throughput(facts, hw, book, backbone, log) if measure else None
-    rec = decide(facts, budget, hw, book, throughput, accuracy, predictor(use_model, sim), backbone=backbone)
+    rec = decide(facts, budget, hw, book, throughput, accuracy, predictor(use_model, sim, str(scanned.root)), backbone=backbone)
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 

@@ -1,8 +1,8 @@
 """Calibration records of this machine: measured throughput and the learned model's errors seen by probes.
 
 Kept as JSON lines in ``$ADVISOR_HOME/calibration.jsonl`` (atomic rewrites). Later recommendations on the
-same machine reuse the throughput instead of timing again, and add the model's mean observed error per
-strategy, shrunk towards zero while there are few probes.
+same machine reuse the throughput instead of timing again, and correct the learned model by the errors
+probes observed (:func:`correction`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 from . import store
 from .schemas import STRATEGIES, Hardware, StrategyName, Throughput
 
-PRIOR_PROBES = 2.0  # shrinkage: the mean error counts fully only after many more probes than this
+PRIOR_WEIGHT = 0.5  # a zero-error pseudo-probe of this weight shrinks the correction while probes are few
+OTHER_DATA = 0.25  # a probe of other data counts this much: the model's error is mostly that data set's
+NOISE_IMAGES = 50  # a probe with this many validation images counts half
 
 
 def path() -> Path:
@@ -43,38 +45,59 @@ def record_throughput(tp: Throughput, hw: Hardware, backbone: str) -> None:
                           "resolution": tp.resolution, "batch_size": tp.batch_size, "throughput": tp.model_dump(), "time": _now()})
 
 
-def record_probe(errors: dict[StrategyName, float], hw: Hardware, data: str) -> None:
-    """Store the model's errors (observed − predicted normalised accuracy) seen by one probe."""
+def record_probe(errors: dict[StrategyName, float], reach: dict[StrategyName, float | None], val_images: int,
+                 hw: Hardware, data: str) -> None:
+    """Store one probe: the model's errors (observed − predicted normalised accuracy) at the probe's conditions,
+    how far each strategy trained (epoch-equivalents; None for feature extraction) and its validation size."""
     store.append(path(), {"kind": "probe", "machine": store.machine_id(), "device_name": hw.name, "data": data,
-                          "errors": errors, "time": _now()})
+                          "errors": errors, "reach": reach, "val_images": val_images, "time": _now()})
 
 
-def offsets() -> tuple[dict[StrategyName, float], int]:
-    """Per-strategy correction to add to the model's normalised predictions on this machine, and the probe count."""
-    probes = _mine("probe")
+def probes() -> list[dict]:
+    """This machine's probe records, oldest first."""
+    return _mine("probe")
+
+
+def probe_weight(reach: float | None, val_images: int, k_target: float) -> float:
+    """How much of a probe's observed error carries to a budget of ``k_target`` epoch-equivalents: in proportion
+    to how far the probe trained toward it (feature extraction is complete after one pass, so its probe counts
+    fully), and more with more validation images (less noise)."""
+    progress = 1.0 if reach is None else min(1.0, reach / max(k_target, 1e-9))
+    return progress * val_images / (val_images + NOISE_IMAGES)
+
+
+def correction(records: list[dict], k_target: float, data: str | None = None) -> dict[StrategyName, float]:
+    """Per-strategy offset to add to the model's normalised predictions at budget ``k_target``: the probes'
+    errors averaged with :func:`probe_weight` (probes of other data than ``data`` discounted), shrunk to zero."""
     out = {}
     for s in STRATEGIES:
-        errs = [p["errors"][s] for p in probes if s in p["errors"]]
-        out[s] = sum(errs) / (len(errs) + PRIOR_PROBES)
-    return out, len(probes)
+        num = den = 0.0
+        for r in records:
+            if s not in r.get("errors", {}):
+                continue
+            w = probe_weight(r.get("reach", {}).get(s), r.get("val_images", 0), k_target)
+            w *= 1.0 if data is not None and r.get("data") == data else OTHER_DATA
+            num, den = num + w * r["errors"][s], den + w
+        out[s] = num / (den + PRIOR_WEIGHT)
+    return out
 
 
 def show() -> str:
     records = _mine("throughput")
-    probes = _mine("probe")
+    found = probes()
     lines = [f"Calibration of machine '{store.machine_id()}' ({path()}):"]
-    if not records and not probes:
+    if not records and not found:
         return lines[0] + "\n  nothing recorded yet; `advisor recommend` stores throughput, `advisor probe` the model's errors."
     for r in records:
         ips = ", ".join(f"{s} {v:.0f}" for s, v in r["throughput"]["images_per_second"].items())
         lines.append(f"  throughput {r['time']} {r['device_name']}, {r['backbone']} at {r['resolution']}px batch {r['batch_size']}: {ips} img/s")
-    for p in probes:
+    for p in found:
         errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items())
         lines.append(f"  probe {p['time']} on {p['data']}: model error (normalised accuracy) {errs}")
-    off, n = offsets()
-    if n:
-        lines.append("  correction applied to the model: " + ", ".join(f"{s} {v:+.3f}" for s, v in off.items())
-                     + f" (mean error of {n} probe(s), shrunk by {PRIOR_PROBES:g} pseudo-probes)")
+    if found:
+        lines.append(f"  later advice adds these errors to the model's predictions, weighted by how far each probe trained "
+                     f"toward the new budget and by its validation images, shrunk by a pseudo-probe of weight {PRIOR_WEIGHT:g}; "
+                     f"probes of other data count {OTHER_DATA:.0%}")
     return "\n".join(lines)
 
 

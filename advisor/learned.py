@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from . import calibration
 from .schemas import STRATEGIES, Quantity, Similarity, StrategyName
 
 FEATURES = (
@@ -159,19 +160,20 @@ def _load(path: Path, mtime_ns: int) -> tuple[dict[str, StrategyModel], dict]:
 class LearnedPredictor:
     """Plugs a fitted :class:`StrategyModel` into :func:`advisor.decide.decide` as its ``predictor``.
 
-    ``offsets`` (normalised accuracy per strategy) are added to the model's predictions: corrections learned
-    from probes, described by ``offset_note``.
+    ``probes`` (calibration records: the model's errors seen by probes) correct the predictions at each
+    budget through :func:`advisor.calibration.correction`; ``data`` names the data being advised on, whose
+    own probes count fully.
     """
 
     def __init__(self, models: dict[str, StrategyModel], card: dict, measures: Similarity | dict | None = None,
-                 offsets: dict[StrategyName, float] | None = None, offset_note: str = ""):
+                 probes: list[dict] | None = None, data: str | None = None):
         self.card, self.measures = card, measures
         self.model = models["default"]
-        self.offsets, self.offset_note = offsets or {}, offset_note
+        self.probes, self.data = probes or [], data
         self.name = card.get("name", "strategy_model")
 
     def normalised(self, facts: dict[str, float], budget_equivalents: float) -> np.ndarray:
-        """The model's raw normalised predictions (no offsets) for these facts and budget."""
+        """The model's raw normalised predictions (no correction) for these facts and budget."""
         row = np.array([feature_row(facts["n_images"], facts["n_classes"], facts["channels"], facts["similarity"],
                                     budget_equivalents, self.measures)])
         return self.model.predict(row)[0]
@@ -181,16 +183,18 @@ class LearnedPredictor:
         if k is None:  # no throughput measured: the budget cannot be put in epoch-equivalents
             return {}
         norm = self.normalised(facts, k)
+        offsets = calibration.correction(self.probes, k, self.data) if self.probes else {}
+        note = (f"; corrected by {len(self.probes)} probe(s) on this machine: "
+                + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if offsets else ""
         out = {}
         for j, s in enumerate(STRATEGIES):
-            mu = norm[j] + self.offsets.get(s, 0.0)
+            mu = norm[j] + offsets.get(s, 0.0)
             w = self.model.half_width_[j]
             lo, hi = to_accuracy(mu - w, facts["n_classes"]), to_accuracy(mu + w, facts["n_classes"])
             out[s] = Quantity(
                 value=round(float(to_accuracy(mu, facts["n_classes"])), 4), source="model",
                 low=None if np.isnan(w) else round(float(lo), 4), high=None if np.isnan(w) else round(float(hi), 4),
                 detail=f"{self.model.coverage:.0%} interval from leave-one-dataset-out residuals; fitted on "
-                f"{self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents"
-                + (f"; {self.offset_note}" if self.offsets else ""),
+                f"{self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents" + note,
             )
         return out

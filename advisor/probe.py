@@ -15,7 +15,7 @@ from . import backbone as bb
 from .decide import decide
 from .errors import AdvisorError
 from .scan import scan
-from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation
+from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
 
 
 def probe_seconds(rec: Recommendation, fraction: float) -> float:
@@ -46,16 +46,15 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
     return ranking, agrees, verdict
 
 
-def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int, k_probe: float, n_val: int):
-    """The model's error at the probe's own conditions (subset size, probe budget), per strategy, and how much
-    to trust it: more for longer probes (in epoch-equivalents) and more validation images."""
+def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int) -> dict[StrategyName, float]:
+    """The model's error (observed − predicted normalised accuracy) at the probe's own conditions: its subset
+    size and, per strategy, the epoch-equivalents it trained (``ProbeRun.reach``)."""
     facts = {**rec.facts.model_dump(), "n_images": n_train}
-    raw = pred.normalised(facts, k_probe)
-    observed = learned.to_normalised(np.array([next(r.val_accuracy for r in runs if r.strategy == s) for s in STRATEGIES]),
-                                     rec.facts.n_classes)
-    errors = {s: round(float(observed[j] - raw[j]), 4) for j, s in enumerate(STRATEGIES)}
-    weight = (1 - math.exp(-k_probe)) * n_val / (n_val + 50)
-    return errors, weight
+    errors = {}
+    for r in runs:
+        raw = pred.normalised(facts, r.reach if r.reach is not None else 1.0)[STRATEGIES.index(r.strategy)]
+        errors[r.strategy] = round(float(learned.to_normalised(r.val_accuracy, rec.facts.n_classes) - raw), 4)
+    return errors
 
 
 def probe(
@@ -134,14 +133,19 @@ def probe(
             epoch_s = len(train[0]) / rec.throughput.images_per_second["retrain"]
         else:
             epoch_s = engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone)
-        errors, weight = _model_errors(pred, rec, runs, len(train[0]), per_strategy / epoch_s, len(val[0]))
-        after = decide(rec.facts, budget, hw, book, rec.throughput, predictor=api.predictor(
-            use_model, rec.similarity, {s: weight * e for s, e in errors.items()},
-            f"calibrated by this probe (model error × weight {weight:.2f})"), backbone=backbone)
-        result = result.model_copy(update={"calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity}),
-                                           "model_errors": errors, "calibration_weight": round(weight, 3)})
+        runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)})
+                for r in runs]
+        errors = _model_errors(pred, rec, runs, len(train[0]))
+        record = {"errors": errors, "reach": {r.strategy: r.reach for r in runs}, "val_images": len(val[0]), "data": str(scanned.root)}
+        after = decide(rec.facts, budget, hw, book, rec.throughput, backbone=backbone,
+                       predictor=api.predictor(use_model, rec.similarity, str(scanned.root), [record]))
+        k_target = rec.estimate("retrain").epochs_in_budget
+        weights = {s: round(calibration.probe_weight(record["reach"][s], len(val[0]), k_target.value), 3)
+                   for s in STRATEGIES} if k_target else None
+        result = result.model_copy(update={"runs": runs, "model_errors": errors, "calibration_weights": weights,
+                                           "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
         if save:
-            calibration.record_probe(errors, hw, str(scanned.root))
+            calibration.record_probe(errors, record["reach"], len(val[0]), hw, str(scanned.root))
     if save:
         path = store.home() / "probes.jsonl"
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": store.machine_id(), **result.model_dump(mode="json")}

@@ -112,9 +112,10 @@ def probe_text(p: ProbeResult) -> str:
         lines.append(f"Probe cost: {p.cost.value:.0f} s of training [measured], {p.cost.detail}.")
     if p.calibrated:
         before, after = p.recommendation, p.calibrated
-        errs = ", ".join(f"{TITLES[s]} {v:+.2f}" for s, v in p.model_errors.items())
+        weights = p.calibration_weights or {}
+        errs = ", ".join(f"{TITLES[s]} {v:+.2f} (weight {weights.get(s, 0):.2f})" for s, v in p.model_errors.items())
         lines += ["", f"Calibration: the model's error at the probe's conditions (normalised accuracy): {errs}; "
-                      f"applied with weight {p.calibration_weight:.2f}.",
+                      "weights = how far the probe trained toward the budget × validation size.",
                   f"  before: {TITLES[before.strategy]} ({before.confidence.value:.0%})   "
                   f"after: {TITLES[after.strategy]} ({after.confidence.value:.0%})"]
         for e_before, e_after in zip(before.estimates, after.estimates):

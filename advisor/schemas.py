@@ -177,6 +177,8 @@ class ProbeRun(BaseModel):
     seconds: float
     images_per_second: float
     curve: list[tuple[float, float]] = Field(description="(seconds, validation accuracy) points")
+    reach: float | None = Field(None, description="epoch-equivalents trained: seconds ÷ one all-layer epoch of the "
+                                "probe's images (None for feature extraction, complete after one pass)")
 
 
 class ProbeResult(BaseModel):
@@ -192,5 +194,6 @@ class ProbeResult(BaseModel):
     cost: Quantity | None = Field(None, description="training time the probe spent, and its share of the budget")
     calibrated: Recommendation | None = Field(None, description="the advice after the probe corrected the learned model")
     model_errors: dict[StrategyName, float] | None = Field(None, description="observed − predicted normalised accuracy at the probe's conditions")
-    calibration_weight: float | None = None
+    calibration_weights: dict[StrategyName, float] | None = Field(
+        None, description="share of each error carried to the budget: how far the probe trained toward it × validation size")
     stored_at: str | None = None

@@ -38,12 +38,15 @@ def test_probe_calibrates_the_model_and_later_runs_use_it(digits_dir, packaged_m
     result = advisor.probe(digits_dir, minutes=10, seconds=6, max_train=100, progress=False)
     assert result.recommendation.decided_by.startswith("learned model")
     assert result.calibrated is not None and set(result.model_errors) == {"feature_extraction", "fine_tune", "retrain", "scratch"}
-    assert 0 < result.calibration_weight < 1
+    weights = result.calibration_weights
+    assert all(0 < w < 1 for w in weights.values())
+    # feature extraction is complete in the probe; a few seconds of training are a small part of 10 minutes
+    assert weights["feature_extraction"] > max(weights["fine_tune"], weights["retrain"], weights["scratch"])
     assert result.cost.value > 0 and "% of the 10 minutes budget" in result.cost.detail
-    offsets, n = calibration.offsets()
-    assert n == 1 and offsets["feature_extraction"] == pytest.approx(result.model_errors["feature_extraction"] / 3, abs=1e-3)
+    (stored,) = calibration.probes()
+    assert stored["errors"] == result.model_errors and stored["data"] == str(Path(digits_dir).resolve())
     later = advisor.recommend(digits_dir, minutes=10)
-    assert "corrected by 1 earlier probe" in later.estimate("fine_tune").accuracy.detail
+    assert "corrected by 1 probe(s)" in later.estimate("fine_tune").accuracy.detail
 
 
 def test_calibrate_show_and_reset():
@@ -54,3 +57,16 @@ def test_calibrate_show_and_reset():
     assert "throughput" in shown and "64px" in shown
     assert "removed 1 record" in runner.invoke(main, ["calibrate", "--reset"]).output
     assert "nothing recorded yet" in runner.invoke(main, ["calibrate"]).output
+
+
+def test_correction_weights_probes_by_reach_validation_size_and_data():
+    probe = {"errors": {"feature_extraction": 0.2, "retrain": -0.3}, "reach": {"feature_extraction": None, "retrain": 1.0},
+             "val_images": 50, "data": "/a"}
+    near = calibration.correction([probe], k_target=1.0, data="/a")
+    far = calibration.correction([probe], k_target=10.0, data="/a")
+    other = calibration.correction([probe], k_target=1.0, data="/b")
+    # half weight (50 validation images) against a 0.5 pseudo-probe: half of the error carries
+    assert near["retrain"] == pytest.approx(-0.15) and near["feature_extraction"] == pytest.approx(0.1)
+    assert abs(far["retrain"]) < abs(near["retrain"]) and far["feature_extraction"] == near["feature_extraction"]
+    assert abs(other["feature_extraction"]) < abs(near["feature_extraction"])
+    assert near["fine_tune"] == 0.0 and calibration.correction([], 3.0)["retrain"] == 0.0
