@@ -81,7 +81,7 @@ def pool(name: str) -> tuple[torch.Tensor, torch.Tensor, list[str], np.ndarray]:
     for c in range(len(classes)):
         idx = rng.permutation(np.flatnonzero(y == c))
         test[idx[: min(TEST_PER_CLASS[name], len(idx) // 3)]] = True
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.asarray(y)).long(), classes, test
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.array(y)).long(), classes, test
 
 
 def max_per_class(name: str) -> int:
