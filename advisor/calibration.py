@@ -45,12 +45,17 @@ def record_throughput(tp: Throughput, hw: Hardware, backbone: str) -> None:
                           "resolution": tp.resolution, "batch_size": tp.batch_size, "throughput": tp.model_dump(), "time": _now()})
 
 
-def record_probe(errors: dict[StrategyName, float], reach: dict[StrategyName, float | None], val_images: int,
-                 hw: Hardware, data: str) -> None:
-    """Store one probe: the model's errors (observed − predicted normalised accuracy) at the probe's conditions,
-    how far each strategy trained (epoch-equivalents; None for feature extraction) and its validation size."""
-    store.append(path(), {"kind": "probe", "machine": store.machine_id(), "device_name": hw.name, "data": data,
-                          "errors": errors, "reach": reach, "val_images": val_images, "time": _now()})
+def probe_record(errors: dict[StrategyName, float], reach: dict[StrategyName, float | None], val_images: int,
+                 data: str) -> dict:
+    """What one probe tells calibration: the model's errors (observed − predicted normalised accuracy) at the
+    probe's conditions, how far each strategy trained (epoch-equivalents; None for feature extraction), the
+    validation size and the data probed."""
+    return {"errors": errors, "reach": reach, "val_images": val_images, "data": data}
+
+
+def record_probe(record: dict, hw: Hardware) -> None:
+    """Store a :func:`probe_record` for later advice on this machine."""
+    store.append(path(), {"kind": "probe", "machine": store.machine_id(), "device_name": hw.name, **record, "time": _now()})
 
 
 def probes() -> list[dict]:

@@ -7,7 +7,6 @@ import math
 import os
 from datetime import datetime, timezone
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from . import api, calibration, engine, images, learned, store
@@ -136,16 +135,17 @@ def probe(
         runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)})
                 for r in runs]
         errors = _model_errors(pred, rec, runs, len(train[0]))
-        record = {"errors": errors, "reach": {r.strategy: r.reach for r in runs}, "val_images": len(val[0]), "data": str(scanned.root)}
+        reach = {r.strategy: r.reach for r in runs}
+        observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root))
         after = decide(rec.facts, budget, hw, book, rec.throughput, backbone=backbone,
-                       predictor=api.predictor(use_model, rec.similarity, str(scanned.root), [record]))
+                       predictor=api.predictor(use_model, rec.similarity, str(scanned.root), [observed]))
         k_target = rec.estimate("retrain").epochs_in_budget
-        weights = {s: round(calibration.probe_weight(record["reach"][s], len(val[0]), k_target.value), 3)
+        weights = {s: round(calibration.probe_weight(reach[s], len(val[0]), k_target.value), 3)
                    for s in STRATEGIES} if k_target else None
         result = result.model_copy(update={"runs": runs, "model_errors": errors, "calibration_weights": weights,
                                            "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
         if save:
-            calibration.record_probe(errors, record["reach"], len(val[0]), hw, str(scanned.root))
+            calibration.record_probe(observed, hw)
     if save:
         path = store.home() / "probes.jsonl"
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": store.machine_id(), **result.model_dump(mode="json")}

@@ -5,9 +5,10 @@ we compare with the strategy that really won the cell. Printed per method: agree
 counts as agreement), mean and worst accuracy regret in points (best accuracy − accuracy of the advised
 strategy), and for the learned model the coverage of its prediction intervals.
 
-Methods: learned model (argmax of predicted accuracy; its intervals from an inner leave-one-dataset-out), learned model + rules (the rules exclude, the model
-ranks: what `advisor recommend` does), the same after probe calibration (the probe is the cell of the same data
-set, size and seed with at most 1/10 of the budget), rules only, and the baselines "always fine-tune", "always retrain", "always feature extraction" and
+Methods: learned model (argmax of predicted accuracy; its intervals from an inner leave-one-dataset-out),
+learned model + rules (the rules exclude, the model ranks: what `advisor recommend` does), the same after
+probe calibration (the probe is the cell of the same data set, size and seed with at most 1/10 of the
+budget), rules only, and the baselines "always fine-tune", "always retrain", "always feature extraction" and
 the 2×2 rule (dataset size × domain similarity).
 
     python benchmarks/evaluate.py [--results benchmarks/results/cells.jsonl]
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor import decide as decide_mod
-from advisor import learned, rules
+from advisor import calibration, learned, rules
 from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
 
 import meta
@@ -41,7 +42,7 @@ def cell_inputs(row: dict) -> tuple[DataFacts, Budget, Throughput]:
     return facts, budget, tp
 
 
-def proxy_probe(rows, index, row, model, X, Y) -> dict | None:
+def proxy_probe(index, row, model, X, Y) -> dict | None:
     """A probe stands in as the cell of the same data set, size and seed with the largest budget ≤ 1/10 of this
     cell's (k=0.3 for k=3, k=1 for k=10, k=3 for k=30; advisor's probe spends 5 %): the model's errors there,
     as a calibration record. Its accuracies come from the same test images, a leak that makes this row
@@ -52,8 +53,8 @@ def proxy_probe(rows, index, row, model, X, Y) -> dict | None:
         return None
     k_probe, j = max(found)
     errors = Y[j] - model.predict(X[j : j + 1])[0]
-    return {"errors": dict(zip(STRATEGIES, errors)), "val_images": row["test_images"], "data": row["dataset"],
-            "reach": {s: None if s == "feature_extraction" else k_probe for s in STRATEGIES}}
+    reach = {s: None if s == "feature_extraction" else k_probe for s in STRATEGIES}
+    return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"])
 
 
 def two_by_two(row: dict, book: rules.RuleBook) -> str:
@@ -97,7 +98,7 @@ def evaluate(rows: list[dict]) -> str:
             choices["learned model"].append(STRATEGIES[int(np.argmax(p))])
             choices["learned model + rules"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=predictor).strategy)
             choices["rules only"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp).strategy)
-            record = proxy_probe(rows, index, row, model, X, Y)
+            record = proxy_probe(index, row, model, X, Y)
             calibrated = learned.LearnedPredictor({"default": model}, {"name": "calibrated"}, row["similarity"],
                                                   [record] if record else None, row["dataset"])
             choices["model + rules + probe calibration"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=calibrated).strategy)
