@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import sys
 import time
 from typing import Callable
@@ -18,8 +17,6 @@ from .scan import profile as profile_scan
 from .scan import ScannedData, scan
 from .schemas import STRATEGIES, Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
 
-SIMILARITY_RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
-SIMILARITY_SAMPLE = 128
 
 Log = Callable[[str], None]
 
@@ -45,31 +42,24 @@ def timing_batch(hw: Hardware, batch_size: int) -> int:
 def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE, steps: int = 2) -> Throughput:
     """Images/s of each strategy's training step on this device, from real timed steps.
 
-    Scratch trains the same network and layers as retrain, so its speed is retrain's measurement.
-    On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
+    Scratch is timed on the network advisor/architectures.py sizes to ``resolution``. On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
     """
     t0 = time.perf_counter()
     timed_batch = timing_batch(hw, batch_size)
-    ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES if s != "scratch"}
-    ips["scratch"] = ips["retrain"]
+    ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES}
     return Throughput(
         resolution=resolution, batch_size=timed_batch, images_per_second={s: round(v, 2) for s, v in ips.items()},
-        detail=f"{steps} timed steps after one warm-up, batch {timed_batch}, {resolution}px, on {hw.name}; "
-        "scratch reuses retrain's figure (same network, every layer trained)",
+        detail=f"{steps} timed steps after one warm-up, batch {timed_batch}, {resolution}px, on {hw.name}",
         seconds=round(time.perf_counter() - t0, 2),
     )
 
 
-def measure_similarity(data, hw: Hardware, backbone: str, weights: str | None, sample_size: int = SIMILARITY_SAMPLE) -> Similarity:
-    """Similarity of a class-stratified sample of the training images."""
+def measure_similarity(data, hw: Hardware, backbone: str, weights: str | None,
+                       sample_size: int = similarity.SAMPLE_SIZE) -> Similarity:
+    """Similarity of the training images, on the sample :func:`similarity.sample_indices` draws."""
     train = data.split("train")
-    classes = list(range(len(data.classes)))
-    if len(classes) > sample_size // 2:  # very many classes: two images each of a random subset of classes
-        classes = sorted(random.Random(0).sample(classes, sample_size // 2))
-        keep = set(classes)
-        train = [it for it in train if it.label in keep]
-    sample = images.stratified(train, max(2, sample_size // len(classes)))
-    x, y = images.load(sample, SIMILARITY_RESOLUTION)
+    sample = [train[i] for i in similarity.sample_indices([it.label for it in train], sample_size)]
+    x, y = images.load(sample, similarity.RESOLUTION)
     if len(x) == 0:
         raise AdvisorError("None of the sampled images could be decoded.")
     return similarity.measure(x, y, hw, backbone, weights=weights)

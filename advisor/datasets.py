@@ -77,16 +77,80 @@ def _tuxpaint() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     return x, np.array(y), [c.replace("/", "-") for c in TUXPAINT_CLASSES]
 
 
+CLIPART_DIR = Path("/usr/share/openclipart/png")
+CLIPART_CLASSES = [  # categories with at least 50 drawings; the large ones are capped at CLIPART_CAP
+    "animals/birds", "animals/bugs", "animals/mammals", "food/desserts", "food/fruit", "people/clothing",
+    "recreation/games", "recreation/music", "shapes/stars", "signs_and_symbols/flags", "transportation/vehicles",
+    "computer/icons",
+]
+CLIPART_CAP = 150
+
+
+def _clipart() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Open Clip Art: colour drawings (public domain), transparent parts pasted on white, at most 150 a class."""
+    from .images import square
+
+    if not CLIPART_DIR.is_dir():
+        raise AdvisorError("Open Clip Art is not installed; run: apt-get install --no-install-recommends openclipart-png")
+    x, y = [], []
+    for label, cls in enumerate(CLIPART_CLASSES):
+        paths = sorted((CLIPART_DIR / cls).rglob("*.png"))
+        for path in np.random.default_rng(0).permutation(paths)[:CLIPART_CAP] if len(paths) > CLIPART_CAP else paths:
+            with Image.open(path) as im:
+                im.draft("RGB", (256, 256))
+                x.append(square(im, 256) if max(im.size) > 512 else np.array(_rgb(im)))
+            y.append(label)
+    return x, np.array(y), [c.replace("/", "-") for c in CLIPART_CLASSES]
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    from .images import to_rgb
+
+    return to_rgb(im)
+
+
+def load_folder(root: str | os.PathLike) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """An ImageFolder (``root/<class>/<image>``) as (RGB arrays, labels, class names), in sorted order."""
+    root = Path(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    x, y = [], []
+    for label, cls in enumerate(classes):
+        for path in sorted((root / cls).iterdir()):
+            with Image.open(path) as im:
+                x.append(np.array(_rgb(im)))
+            y.append(label)
+    return x, np.array(y), classes
+
+
 SOURCES: dict[str, Callable[[], tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]]] = {
     "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion, "lfw": _lfw, "tuxpaint": _tuxpaint,
+    "clipart": _clipart,
 }
+PACKED_ENV = "ADVISOR_PACKED_DATA"  # a folder of data sets saved by pack(), read instead of SOURCES when present
 
 
 def load(name: str) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]:
     """(uint8 images — an N×H×W array, or a list of H×W×3 arrays of varied sizes —, labels, class names)."""
     if name not in SOURCES:
         raise AdvisorError(f"Unknown data set '{name}'; choose one of: {', '.join(SOURCES)}.")
+    packed = os.environ.get(PACKED_ENV)
+    if packed and (Path(packed) / name).is_dir():
+        return load_folder(Path(packed) / name)
     return SOURCES[name]()
+
+
+def pack(name: str, dest: str | os.PathLike, max_side: int = 256, quality: int = 92) -> Path:
+    """Save a data set as JPEGs (longest side ≤ ``max_side``) in ``dest/<name>/<class>/``: a compact copy to carry
+    to a machine without the packages (e.g. a GPU host), read there through ``ADVISOR_PACKED_DATA=dest``."""
+    x, y, classes = load(name)
+    root = Path(dest) / name
+    for label, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    for i, (im, label) in enumerate(zip(x, y)):
+        pil = Image.fromarray(im).convert("RGB")
+        pil.thumbnail((max_side, max_side))
+        pil.save(root / classes[label] / f"{i:05d}.jpg", quality=quality)
+    return root
 
 
 def export(name: str, dest: str | os.PathLike, per_class: int | None = None, seed: int = 0) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class RunResult:
     curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, validation accuracy)
     batch_size: int = 0
     peak_memory_mb: float = 0.0
+    variant: str = ""  # the concrete configuration, e.g. fine_tune@2 or scratch@cnn_s
 
 
 def augment(x: torch.Tensor, flip: bool, pad_fraction: float = 1 / 8, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -117,7 +118,7 @@ def run_feature_extraction(
     acc = float(clf.score(val_f, val[1].numpy())) if len(val_f) else float("nan")
     seconds = time.perf_counter() - t0
     return RunResult("feature_extraction", acc, 1, 1.0, seconds, len(train[0]) / max(embed_s, 1e-9), [(round(seconds, 3), acc)],
-                     0, hardware.peak_memory_mb(hw))
+                     0, hardware.peak_memory_mb(hw), "feature_extraction")
 
 
 def train_step(
@@ -135,7 +136,7 @@ def train_step(
 
 
 def run(
-    strategy: str,
+    strategy: str | st.Strategy,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     n_classes: int,
@@ -165,10 +166,11 @@ def run(
 
     Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
     is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved.
+    ``strategy`` is a name (scratch gets the network sized to ``train``) or a concrete :class:`Strategy`.
     """
     if sum(b is not None for b in (seconds, epochs, equivalents)) != 1:
         raise ValueError("give exactly one of seconds, epochs or equivalents")
-    strat = st.get(strategy)
+    strat = st.resolve(strategy, train[0].shape[-1], len(train[0]))
     torch.manual_seed(seed)
     hardware.reset_peak_memory(hw)
     if not strat.trains_backbone:
@@ -179,7 +181,7 @@ def run(
     n = len(train[0])
     batch_size = min(batch_size, n)
     if equivalents is not None:
-        ratio = speed_ratio or measure_speed_ratio(strategy, train[0].shape[-1], batch_size, hw, backbone)
+        ratio = speed_ratio or measure_speed_ratio(strat, train[0].shape[-1], batch_size, hw, backbone)
         epochs = equivalents * ratio
 
     device = torch.device(hw.device)
@@ -224,16 +226,17 @@ def run(
             while checkpoints and done >= checkpoints[0] - 1e-9:
                 checkpoints.pop(0)
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
-    return RunResult(strategy, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
-                     batch_size, hardware.peak_memory_mb(hw))
+    return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
+                     batch_size, hardware.peak_memory_mb(hw), strat.variant)
 
 
-def measure_speed_ratio(strategy: str, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
-                steps: int = 5) -> float:
+def measure_speed_ratio(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware,
+                        backbone: str = bb.DEFAULT_BACKBONE, steps: int = 5) -> float:
     """Training images/s of ``strategy`` ÷ that of all-layer training, from the median of timed steps."""
-    if strategy in ("retrain", "scratch"):
+    strat = st.resolve(strategy, resolution, 0)
+    if strat.variant == "retrain":
         return 1.0
-    return (measure_images_per_second(strategy, resolution, batch_size, hw, steps, backbone)
+    return (measure_images_per_second(strat, resolution, batch_size, hw, steps, backbone)
             / measure_images_per_second("retrain", resolution, batch_size, hw, steps, backbone))
 
 
@@ -243,34 +246,47 @@ def measure_epoch_seconds(n_images: int, resolution: int, batch_size: int, hw: H
 
 
 def measure_images_per_second(
-    strategy: str, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
-    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None,
+    strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
+    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0,
 ) -> float:
-    """Images/s of ``strategy``'s training step (forward only for feature extraction), from real timed steps.
+    """Images/s of ``strategy``'s training step (forward only for feature extraction), from real timed steps:
+    ``batch_size`` ÷ the median step time (see :func:`step_times`)."""
+    times = step_times(strategy, resolution, batch_size, hw, steps, backbone, model, min_seconds)
+    return batch_size / statistics.median(times)  # the median resists a step slowed by other load
 
-    Image content does not change the cost of a step, so random pixels are used. One untimed warm-up step;
-    the median of the timed steps.
+
+def step_times(
+    strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
+    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0, warmup: int = 1,
+) -> list[float]:
+    """Seconds of each timed step of ``strategy`` (a forward pass for feature extraction) at ``batch_size``.
+
+    Image content does not change the cost of a step, so random pixels are used. ``warmup`` untimed steps,
+    then at least ``steps`` timed ones and at least ``min_seconds`` of them. A scratch ``strategy`` given by
+    name gets the network for ``resolution``.
     """
-    strat = st.get(strategy)
+    strat = st.resolve(strategy, resolution, 0)
     device = torch.device(hw.device)
     x = torch.randint(0, 256, (batch_size, 3, resolution, resolution), dtype=torch.uint8, device=device)
     if not strat.trains_backbone:
         model = model or bb.create(backbone, pretrained=False).to(device)
-        predict(model, x, hw, backbone, batch_size=batch_size, features=True)
-        t = time.perf_counter()
-        for _ in range(steps):
+
+        def step():
             predict(model, x, hw, backbone, batch_size=batch_size, features=True)
-        return steps * batch_size / (time.perf_counter() - t)
-    model = st.build(st.Strategy(**{**strat.__dict__, "pretrained": False}), 10, backbone).to(device)
-    model = model.to(memory_format=hardware.memory_format(hw))
-    optimizer = torch.optim.AdamW(st.param_groups(model, strat))
-    y = torch.randint(0, 10, (batch_size,), device=device)
-    st.set_train_mode(model, strat)
-    times = []
-    for _ in range(steps + 1):
+    else:
+        model = st.build(replace(strat, pretrained=False), 10, backbone).to(device)
+        model = model.to(memory_format=hardware.memory_format(hw))
+        optimizer = torch.optim.AdamW(st.param_groups(model, strat))
+        y = torch.randint(0, 10, (batch_size,), device=device)
+        st.set_train_mode(model, strat)
+
+        def step():
+            train_step(model, optimizer, x, y, strat, hw, backbone, flip=True)
+    times: list[float] = []
+    while len(times) < warmup + steps or sum(times[warmup:]) < min_seconds:
         t = time.perf_counter()
-        train_step(model, optimizer, x, y, strat, hw, backbone, flip=True)
+        step()
         if hw.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return batch_size / statistics.median(times[1:])  # the median resists a step slowed by other load
+    return times[warmup:]

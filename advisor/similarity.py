@@ -17,7 +17,10 @@ It describes the domain, not the task, so separability is reported beside it but
 from __future__ import annotations
 
 import math
+import random
 import time
+from collections import defaultdict
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,7 +35,29 @@ from . import backbone as bb
 from . import hardware
 from .schemas import Hardware, Similarity
 
+RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
+SAMPLE_SIZE = 128  # images in the sample
 
+
+def sample_indices(labels: Sequence[int], sample_size: int = SAMPLE_SIZE, seed: int = 0) -> list[int]:
+    """Which images the similarity is measured on — one policy for advisor and the meta-dataset alike.
+
+    Class-stratified: ``max(2, sample_size // n_classes)`` random images of each class; with more than
+    ``sample_size // 2`` classes, two each of a random subset of that many classes.
+    """
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_class[int(label)].append(i)
+    classes = sorted(by_class)
+    if len(classes) > sample_size // 2:
+        classes = sorted(random.Random(seed).sample(classes, sample_size // 2))
+    per_class = max(2, sample_size // len(classes))
+    rng = random.Random(seed)
+    out: list[int] = []
+    for label in classes:
+        group = by_class[label]
+        out.extend(rng.sample(group, min(per_class, len(group))))
+    return out
 
 
 class _BNStats:

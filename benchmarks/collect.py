@@ -38,11 +38,12 @@ from PIL import Image
 
 import advisor
 from advisor import datasets, engine, hardware, images, similarity, store
+from advisor import strategies as st
 from advisor.schemas import STRATEGIES
 
 RESULTS = Path(__file__).parent / "results" / "cells.jsonl"
-RESOLUTION = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64}
-TEST_PER_CLASS = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6}
+RESOLUTION = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64}
+TEST_PER_CLASS = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6, "clipart": 20}
 PER_CLASS = (5, 10, 20, 50, 100, 200, 500, 1000)
 BUDGETS = (0.3, 1, 3, 10, 30)
 SEEDS = (0, 1)
@@ -55,33 +56,50 @@ class Cell:
     per_class: int
     k: float
     seed: int
+    resolution: int = 0  # 0: the data set's default (RESOLUTION)
+
+    @property
+    def res(self) -> int:
+        return self.resolution or RESOLUTION[self.dataset]
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}|n={self.per_class}|k={self.k:g}|seed={self.seed}|res={RESOLUTION[self.dataset]}"
+        return f"{self.dataset}|n={self.per_class}|k={self.k:g}|seed={self.seed}|res={self.res}"
 
 
 POOL_LIMIT = 12_000  # images kept of a large data set (Fashion-MNIST): more than any cell draws
 
 
 @functools.cache
-def pool(name: str) -> tuple[torch.Tensor, torch.Tensor, list[str], np.ndarray]:
-    """All images of a data set at its resolution, labels, class names and a fixed test mask."""
+def source(name: str) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]:
+    """The data set's original images (the first POOL_LIMIT), labels and class names."""
     x, y, classes = datasets.load(name)
-    res = RESOLUTION[name]
+    return x[:POOL_LIMIT], np.asarray(y)[:POOL_LIMIT], classes
+
+
+def resize(name: str, res: int, index: np.ndarray | None = None) -> torch.Tensor:
+    """The data set's images (or those at ``index``) as uint8 (N, 3, res, res), resized from the originals."""
+    x = source(name)[0]
+    index = np.arange(len(x)) if index is None else index
     if isinstance(x, np.ndarray):  # equal-sized greyscale: resize as one batch
-        x, y = x[:POOL_LIMIT], np.asarray(y)[:POOL_LIMIT]
-        t = torch.from_numpy(np.array(x)).float()[:, None]
+        t = torch.from_numpy(np.array(x[index])).float()[:, None]
         t = torch.nn.functional.interpolate(t, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
-        arr = t.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
-    else:
-        arr = np.stack([images.square(Image.fromarray(im), res) for im in x])
+        return t.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    arr = np.stack([images.square(Image.fromarray(x[i]), res) for i in index])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+@functools.cache
+def pool(name: str, res: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str], np.ndarray]:
+    """All images of a data set at ``res`` (default: its RESOLUTION), labels, class names and a fixed test mask."""
+    _, y, classes = source(name)
+    x = resize(name, res or RESOLUTION[name])
     rng = np.random.default_rng(1234)
     test = np.zeros(len(y), bool)
     for c in range(len(classes)):
         idx = rng.permutation(np.flatnonzero(y == c))
         test[idx[: min(TEST_PER_CLASS[name], len(idx) // 3)]] = True
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.array(y)).long(), classes, test
+    return x, torch.from_numpy(np.array(y)).long(), classes, test
 
 
 def max_per_class(name: str) -> int:
@@ -89,69 +107,87 @@ def max_per_class(name: str) -> int:
     return int(min(np.sum((y.numpy() == c) & ~test) for c in range(len(classes))))
 
 
-def cell_cost(cell: Cell, n_classes: int) -> float:
-    """Rough seconds a cell takes: three trained strategies for k epochs each, plus fixed costs."""
-    scale = (RESOLUTION[cell.dataset] / 32) ** 2
-    return 3 * cell.k * cell.per_class * n_classes * scale / IPS_GUESS + 15
+def cell_cost(cell: Cell, n_classes: int, ips_guess: float = IPS_GUESS, runs: int = 3) -> float:
+    """Rough seconds a cell takes: ``runs`` trained strategies for k epochs each, plus fixed costs."""
+    scale = (cell.res / 32) ** 2
+    return runs * cell.k * cell.per_class * n_classes * scale / ips_guess + 15
 
 
-def grid(names: list[str], max_cell_seconds: float) -> list[Cell]:
+def grid(names: list[str], max_cell_seconds: float, per_class=PER_CLASS, budgets=BUDGETS, seeds=SEEDS,
+         resolution: int = 0, ips_guess: float = IPS_GUESS) -> list[Cell]:
     cells = []
     for name in names:
-        n_classes, cap = len(pool(name)[2]), max_per_class(name)
-        for n in PER_CLASS:
-            if n > cap:
-                continue
-            for k in BUDGETS:
-                for seed in SEEDS:
-                    cell = Cell(name, n, k, seed)
-                    if cell_cost(cell, n_classes) <= max_cell_seconds:
+        n_classes, cap = len(source(name)[2]), max_per_class(name)
+        for n in sorted(set(min(n, cap) for n in per_class)):
+            for k in budgets:
+                for seed in seeds:
+                    cell = Cell(name, n, k, seed, resolution)
+                    if cell_cost(cell, n_classes, ips_guess) <= max_cell_seconds:
                         cells.append(cell)
-    return sorted(cells, key=lambda c: (c.seed, cell_cost(c, len(pool(c.dataset)[2])), c.dataset))
+    return sorted(cells, key=lambda c: (c.seed, cell_cost(c, len(source(c.dataset)[2]), ips_guess), c.dataset))
 
 
 @functools.cache
-def _subset(name: str, per_class: int, seed: int) -> tuple[np.ndarray, dict, float]:
-    """Training indices of a (data set, size, seed), their similarity measures, and one epoch's seconds."""
-    x, y, classes, test = pool(name)
+def _subset(name: str, per_class: int, seed: int, res: int) -> tuple[np.ndarray, dict, float]:
+    """Training indices of a (data set, size, seed), their similarity measures, and one epoch's seconds.
+
+    Similarity is measured as advisor measures it on a user's folder: the sample that
+    :func:`similarity.sample_indices` draws, resized from the original images to :data:`similarity.RESOLUTION`.
+    """
+    _, y, classes, test = pool(name, res)
     rng = np.random.default_rng(seed)
     train_idx = np.concatenate([rng.permutation(np.flatnonzero((y.numpy() == c) & ~test))[:per_class] for c in range(len(classes))])
     hw = hardware.detect()
-    sample = np.concatenate([train_idx[y.numpy()[train_idx] == c][: max(2, 128 // len(classes))] for c in range(len(classes))])
-    big = torch.nn.functional.interpolate(x[sample].float(), size=128, mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
-    sim = similarity.measure(big, y[sample], hw).model_dump()
-    epoch_s = engine.measure_epoch_seconds(len(train_idx), RESOLUTION[name], min(32, len(train_idx)), hw)
+    sample = train_idx[similarity.sample_indices(y.numpy()[train_idx].tolist())]
+    sim = similarity.measure(resize(name, similarity.RESOLUTION, sample), y[sample], hw).model_dump()
+    epoch_s = engine.measure_epoch_seconds(len(train_idx), res, min(32, len(train_idx)), hw)
     return train_idx, sim, epoch_s
 
 
 @functools.cache
-def speed_ratios(resolution: int, batch_size: int) -> dict[str, float]:
-    """Each trained strategy's images/s ÷ all-layer training's on this device (median of timed steps)."""
-    hw = hardware.detect()
-    return {s: round(engine.measure_speed_ratio(s, resolution, batch_size, hw), 4) for s in STRATEGIES if s != "feature_extraction"}
+def speed_ratio(variant: st.Strategy, resolution: int, batch_size: int) -> float:
+    """A trained configuration's images/s ÷ all-layer training's on this device (median of timed steps)."""
+    return round(engine.measure_speed_ratio(variant, resolution, batch_size, hardware.detect()), 4)
 
 
-def run_cell(cell: Cell) -> dict:
-    """Train every strategy on the cell's images for k epoch-equivalents; evaluate on the held-out test set."""
+def variants(n_images: int, res: int, depths: tuple[int, ...]) -> dict[str, st.Strategy]:
+    """The configurations a cell trains: the four strategies (scratch sized to the data) and fine-tune's other depths."""
+    out = {name: st.resolve(name, res, n_images) for name in STRATEGIES}
+    for d in depths:
+        v = st.resolve("fine_tune", res, n_images, depth=d)
+        if v.variant != out["fine_tune"].variant:
+            out[v.variant] = v
+    return out
+
+
+def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
+    """Train every strategy (and fine-tune at each depth) on the cell's images for k epoch-equivalents;
+    evaluate on the held-out test set. ``runs`` holds the four strategies, ``variants`` the other depths."""
     torch.manual_seed(cell.seed)
-    x, y, classes, test = pool(cell.dataset)
-    train_idx, sim, epoch_s = _subset(cell.dataset, cell.per_class, cell.seed)
+    x, y, classes, test = pool(cell.dataset, cell.res)
+    train_idx, sim, epoch_s = _subset(cell.dataset, cell.per_class, cell.seed, cell.res)
     hw = hardware.detect()
     train, test_set = (x[train_idx], y[train_idx]), (x[test], y[test])
     channels = 1 if cell.dataset in ("digits", "mnist", "fashion-mnist", "lfw") else 3
-    ratios = speed_ratios(RESOLUTION[cell.dataset], min(32, len(train_idx)))
-    runs = {}
-    for name in STRATEGIES:
-        r = engine.run(name, train, test_set, len(classes), hw, equivalents=cell.k, speed_ratio=ratios.get(name, 1.0),
+    batch = min(32, len(train_idx))
+    configs = variants(len(train_idx), cell.res, depths)
+    ratios = {name: 1.0 if not v.trains_backbone else speed_ratio(v, cell.res, batch) for name, v in configs.items()}
+    results = {}
+    for name, v in configs.items():
+        r = engine.run(v, train, test_set, len(classes), hw, equivalents=cell.k, speed_ratio=ratios[name],
                        batch_size=32, flip=channels == 3, seed=cell.seed)
-        runs[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
+        results[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
+    runs = {s: results[s] for s in STRATEGIES}
     best = max(runs, key=lambda s: runs[s]["val_accuracy"])
     return {
         "key": cell.key, "dataset": cell.dataset, "per_class": cell.per_class, "k": cell.k, "seed": cell.seed,
-        "n_images": len(train_idx), "n_classes": len(classes), "resolution": RESOLUTION[cell.dataset], "channels": channels,
+        "n_images": len(train_idx), "n_classes": len(classes), "resolution": cell.res, "channels": channels,
         "imbalance": 1.0, "test_images": int(test.sum()), "similarity": sim, "epoch_seconds": round(epoch_s, 3),
-        "budget_seconds": round(cell.k * epoch_s, 2), "speed_ratios": ratios, "device": hw.device, "device_name": hw.name,
-        "runs": runs, "winner": best, "advisor_version": advisor.__version__,
+        "budget_seconds": round(cell.k * epoch_s, 2), "speed_ratios": {n: r for n, r in ratios.items() if n != "feature_extraction"},
+        "device": hw.device, "device_name": hw.name, "precision": hw.precision, "torch_version": torch.__version__,
+        "runs": runs, "variants": {n: results[n] for n in results if n not in STRATEGIES},
+        "scratch_arch": configs["scratch"].arch, "fine_tune_depth": configs["fine_tune"].depth,
+        "winner": best, "advisor_version": advisor.__version__, "schema": 2,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -160,15 +196,22 @@ def done_keys(out: Path) -> set[str]:
     return {row["key"] for row in store.read(out)}
 
 
-def collect(cells: list[Cell], out: Path, n_jobs: int = 1) -> None:
+def collect(cells: list[Cell], out: Path, n_jobs: int = 1, deadline: float | None = None) -> None:
+    """Run the cells not yet in ``out`` and append each row as it finishes; with ``deadline`` (seconds),
+    start no new cell after that long (one machine only: the cells then run in order)."""
     todo = [c for c in cells if c.key not in done_keys(out)]
     print(f"{len(cells)} cells in the grid, {len(cells) - len(todo)} already in {out}, {len(todo)} to run", flush=True)
     t0 = time.perf_counter()
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(run_cell)(c) for c in todo)
+    if deadline is not None:
+        todo = iter(todo)
+        results = (run_cell(c) for c in todo if time.perf_counter() - t0 < deadline)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(run_cell)(c) for c in todo)
     for i, row in enumerate(results, 1):
         store.append(out, row)
         accs = " ".join(f"{s[:4]} {row['runs'][s]['val_accuracy']:.3f}" for s in STRATEGIES)
-        print(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {row['key']}: {accs} → {row['winner']}", flush=True)
+        extra = " ".join(f"{n} {r['val_accuracy']:.3f}" for n, r in row.get("variants", {}).items())
+        print(f"[{i} {time.perf_counter() - t0:6.0f}s] {row['key']}: {accs} | {extra} → {row['winner']}", flush=True)
 
 
 def summary(out: Path) -> str:
@@ -198,6 +241,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(RESOLUTION), choices=list(RESOLUTION))
     parser.add_argument("--max-cell-seconds", type=float, default=240.0, help="skip cells estimated to take longer")
+    parser.add_argument("--resolution", type=int, default=0, help="train at this side instead of each data set's default")
+    parser.add_argument("--per-class", type=int, nargs="+", default=list(PER_CLASS))
+    parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS), help="k, in epoch-equivalents")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--ips-guess", type=float, default=IPS_GUESS, help="training images/s at 32 px, for cell costs")
+    parser.add_argument("--deadline", type=float, help="start no new cell after this many seconds")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--summary", action="store_true", help="only print the summary of the results file")
@@ -209,16 +258,16 @@ def main() -> None:
     names = []
     for name in args.datasets:
         try:
-            pool(name)
+            source(name)
             names.append(name)
         except advisor.AdvisorError as exc:
             print(f"skipping {name}: {exc}")
-    cells = grid(names, args.max_cell_seconds)
+    cells = grid(names, args.max_cell_seconds, args.per_class, args.budgets, args.seeds, args.resolution, args.ips_guess)
     if args.list:
         for c in cells:
-            print(c.key, f"~{cell_cost(c, len(pool(c.dataset)[2])):.0f}s")
+            print(c.key, f"~{cell_cost(c, len(source(c.dataset)[2]), args.ips_guess):.0f}s")
         return
-    collect(cells, args.out, args.n_jobs)
+    collect(cells, args.out, args.n_jobs, args.deadline)
     print(summary(args.out))
 
 

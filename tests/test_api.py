@@ -74,7 +74,8 @@ def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
     import numpy as np
     from PIL import Image
 
-    from advisor.api import SIMILARITY_SAMPLE, measure_similarity
+    from advisor.api import measure_similarity
+    from advisor.similarity import SAMPLE_SIZE as SIMILARITY_SAMPLE
     from advisor.scan import scan
 
     rng = np.random.default_rng(0)

@@ -29,5 +29,5 @@ def test_a_cell_runs_every_strategy_and_resumes(tmp_path, capsys):
 
 def test_test_images_never_overlap_training_images():
     x, y, classes, test = collect.pool("lfw")
-    train_idx, _, _ = collect._subset("lfw", 20, 1)
+    train_idx, _, _ = collect._subset("lfw", 20, 1, 32)
     assert not test[train_idx].any()
