@@ -64,18 +64,8 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"])
     args = parser.parse_args()
     hw = hardware.detect(args.device)
-    if hw.device == "cuda":
-        torch.backends.cudnn.benchmark = True
     print(f"advisor {advisor.__version__}, torch {torch.__version__}, {hw.name}, {hw.precision}", flush=True)
     rows = []
-    for res in args.resolution:
-        for strat in configurations(res):
-            for batch in args.batch:
-                row = measure(strat, res, batch, hw, args.min_steps, args.min_seconds)
-                rows.append(row)
-                print(f"{row['variant']:<22} {res:>4}px batch {batch:>4}: "
-                      + (f"{row['images_per_second']:>9.1f} img/s  spread {row['spread']:.2f}  {row['peak_memory_mb']:.0f} MB"
-                         if "error" not in row else row["error"]), flush=True)
     profile = {
         "device": hw.model_dump(), "torch_version": torch.__version__, "advisor_version": advisor.__version__,
         "cuda": torch.version.cuda, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -84,9 +74,17 @@ def main() -> None:
         "measurements": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(profile, indent=1))
-    tmp.replace(args.out)
+    for res in args.resolution:
+        for strat in configurations(res):
+            for batch in args.batch:
+                row = measure(strat, res, batch, hw, args.min_steps, args.min_seconds)
+                rows.append(row)
+                print(f"{row['variant']:<22} {res:>4}px batch {batch:>4}: "
+                      + (f"{row['images_per_second']:>9.1f} img/s  spread {row['spread']:.2f}  {row['peak_memory_mb']:.0f} MB"
+                         if "error" not in row else row["error"]), flush=True)
+                tmp = args.out.with_suffix(".tmp")  # rewritten after every row: a stopped run keeps what it measured
+                tmp.write_text(json.dumps(profile, indent=1))
+                tmp.replace(args.out)
     print(f"wrote {args.out}")
 
 
