@@ -1,10 +1,14 @@
 """advisor: how to train an image classifier on your data, budget and hardware — scratch, fine-tune,
-feature extraction or retrain — with short real PyTorch probe runs to check the advice."""
+feature extraction or retrain — with short real PyTorch probe runs to check the advice.
 
-from .api import measure_throughput, profile, recommend
+The entry points that train or measure (``recommend``, ``probe``, ``profile``, ``measure_throughput``) load
+torch on first use, so importing advisor, its schemas, rules and decision code stays light.
+"""
+
 from .errors import AdvisorError, BackboneError, BudgetError, DataError, RulesError
-from .probe import probe
 from .schemas import DataFacts, DataProfile, ProbeResult, Quantity, Recommendation, Similarity, StrategyEstimate
+
+_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "api", "probe": "probing"}
 
 __all__ = [
     "recommend", "profile", "probe", "measure_throughput",
@@ -12,3 +16,13 @@ __all__ = [
     "AdvisorError", "DataError", "BudgetError", "BackboneError", "RulesError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'advisor' has no attribute {name!r}")

@@ -1,9 +1,9 @@
-"""Networks for training from scratch, as data: a right-sized network for the task, from random weights.
+"""Networks for training from scratch: a right-sized network for the task, from random weights.
 
 "Train from scratch" as practitioners mean it is *a network designed for the task*: a small CNN at the
 images' own resolution for 28-px digits, a ResNet sized to the data for larger images — not the pretrained
-backbone with its weights thrown away. Each entry says which images it fits and why; :func:`choose` picks
-one from the data's resolution and size.
+backbone with its weights thrown away. The registry (which network fits which images, and why) is data in
+``registry.py``; :func:`registry.choose_architecture` picks one from the data's resolution and size.
 
 * ``cnn_s`` / ``cnn_m``: a CIFAR-style ResNet (3×3 stem without down-sampling, three stages of basic
   blocks, widths w, 2w, 4w) for images of at most 48 px, which a stride-4 ImageNet stem would shrink to
@@ -14,52 +14,10 @@ one from the data's resolution and size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class Architecture:
-    name: str
-    family: str  # "cnn": this module's compact ResNet; "timm": a timm model of the same name
-    width: int  # first stage's channels (cnn family)
-    blocks: tuple[int, ...]  # basic blocks per stage (cnn family)
-    max_resolution: int | None  # largest input side it is meant for (None: no limit)
-    min_resolution: int  # smallest input side it is meant for
-    min_images: int  # fewest training images it is chosen for
-    reason: str
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a
-    for a in (
-        Architecture("cnn_s", "cnn", 32, (1, 1, 1), 48, 8, 0,
-                     "small images (≤ 48 px): a compact CIFAR-style ResNet at their own resolution, ~0.3 M weights"),
-        Architecture("cnn_m", "cnn", 64, (2, 2, 2), 48, 8, 10_000,
-                     "small images (≤ 48 px) and ≥ 10k of them: a wider, deeper CIFAR-style ResNet, ~2.7 M weights"),
-        Architecture("resnet10t", "timm", 0, (), None, 49, 0,
-                     "larger images: timm's ResNet-10-T (deep stem, one block per stage), ~4.9 M weights"),
-        Architecture("resnet18", "timm", 0, (), None, 49, 20_000,
-                     "larger images and ≥ 20k of them: ResNet-18, ~11 M weights"),
-    )
-}
-
-
-def get(name: str) -> Architecture:
-    from .errors import AdvisorError
-
-    if name not in ARCHITECTURES:
-        raise AdvisorError(f"Unknown architecture '{name}'; choose one of: {', '.join(ARCHITECTURES)}.")
-    return ARCHITECTURES[name]
-
-
-def choose(resolution: int, n_images: int) -> Architecture:
-    """The largest registered network whose resolution range holds ``resolution`` and whose data need is met."""
-    fits = [a for a in ARCHITECTURES.values()
-            if a.min_resolution <= resolution <= (a.max_resolution or resolution) and n_images >= a.min_images]
-    return max(fits, key=lambda a: a.min_images)
+from .registry import ARCHITECTURES, architecture
 
 
 class BasicBlock(nn.Module):
@@ -106,7 +64,7 @@ class CompactResNet(nn.Module):
 
 def build(name: str, n_classes: int) -> nn.Module:
     """A randomly initialised ``name`` network with an ``n_classes`` head."""
-    arch = get(name)
+    arch = architecture(name)
     if arch.family == "cnn":
         return CompactResNet(n_classes, arch.width, arch.blocks)
     import timm
@@ -121,3 +79,6 @@ def head_prefix(model: nn.Module) -> str:
 
 def parameter_count(name: str, n_classes: int = 10) -> int:
     return sum(p.numel() for p in build(name, n_classes).parameters())
+
+
+__all__ = ["ARCHITECTURES", "CompactResNet", "build", "head_prefix", "parameter_count"]

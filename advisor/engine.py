@@ -204,7 +204,7 @@ def run(
             perm, pos = torch.randperm(n, generator=gen), 0
         idx = perm[pos : pos + batch_size]
         pos += batch_size
-        st.set_train_mode(model, strat)
+        st.set_train_mode(model, strat, backbone)
         t = time.perf_counter()
         try:
             train_step(model, optimizer, x_train[idx].to(device, non_blocking=True), y_train[idx.to(device)],
@@ -278,7 +278,7 @@ def step_times(
         model = model.to(memory_format=hardware.memory_format(hw))
         optimizer = torch.optim.AdamW(st.param_groups(model, strat))
         y = torch.randint(0, 10, (batch_size,), device=device)
-        st.set_train_mode(model, strat)
+        st.set_train_mode(model, strat, backbone)
 
         def step():
             train_step(model, optimizer, x, y, strat, hw, backbone, flip=True)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from .registry import TITLES
 from .schemas import DataProfile, ProbeResult, Quantity, Recommendation, Similarity
-
-TITLES = {"feature_extraction": "feature extraction", "fine_tune": "fine-tune", "retrain": "retrain", "scratch": "scratch"}
 
 
 def _q(q: Quantity | None, fmt: str = "{:.3g}") -> str:
@@ -63,8 +62,10 @@ def recommendation_text(r: Recommendation) -> str:
         *[f"  - {reason}" for reason in r.reasons],
         "",
         f"Settings for {TITLES[r.strategy]}:",
-        f"  backbone {s.backbone} ({'ImageNet weights' if s.pretrained else 'random init'}), {s.resolution}px, batch {s.batch_size}",
-        f"  frozen: {', '.join(s.frozen) if s.frozen else 'nothing'}  (trains {s.trainable_fraction:.0%} of the backbone's weights)",
+        f"  {'backbone' if s.pretrained else 'network'} {s.backbone} ({'ImageNet weights' if s.pretrained else 'random init'}), "
+        f"{s.resolution}px, batch {s.batch_size}" + (f"  — {s.architecture_reason}" if s.architecture_reason else ""),
+        f"  frozen: {', '.join(s.frozen) if s.frozen else 'nothing'}  (trains {s.trainable_fraction:.0%} of the weights"
+        + (f"; the last {s.fine_tune_depth} stages and the head)" if s.fine_tune_depth else ")"),
         f"  learning rate {_q(s.learning_rate)}" + (f", head {_q(s.head_learning_rate)}" if s.head_learning_rate else "")
         + f", weight decay {s.weight_decay:g}, label smoothing {s.label_smoothing:g}",
         f"  epochs {_q(s.epochs, '{:.1f}')}",

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-StrategyName = Literal["feature_extraction", "fine_tune", "retrain", "scratch"]
-STRATEGIES: tuple[StrategyName, ...] = ("feature_extraction", "fine_tune", "retrain", "scratch")
+from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (cheapest first)
+from .registry import StrategyName
 
 Source = Literal["measured", "rule", "estimated", "user", "model"]
 
@@ -103,11 +103,15 @@ class Throughput(BaseModel):
 class Settings(BaseModel):
     """Concrete training settings for one strategy."""
 
-    backbone: str
+    backbone: str = Field(description="the network trained: a pretrained backbone, or for scratch a registered architecture")
     pretrained: bool
     resolution: int
     frozen: list[str] = Field(description="modules whose weights stay fixed")
-    trainable_fraction: float = Field(description="share of the backbone's parameters that are trained")
+    trainable_fraction: float = Field(description="share of the network's parameters that are trained")
+    fine_tune_depth: int | None = Field(None, description="fine-tune: how many of the backbone's last stages are trained")
+    architecture_reason: str | None = Field(None, description="scratch: why this network fits the data")
+    crop_padding: float | None = Field(None, description="random-crop reflect padding as a share of the side (None: no augmentation)")
+    hflip: bool = False
     learning_rate: Quantity
     head_learning_rate: Quantity | None = None
     weight_decay: float

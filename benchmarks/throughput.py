@@ -74,7 +74,7 @@ def engine_loop(folder: Path, res: int, batch: int, steps: int, hw) -> tuple[flo
     model = strategies.build(strat, int(y.max()) + 1).to(hw.device).to(memory_format=hardware.memory_format(hw))
     opt = torch.optim.AdamW(strategies.param_groups(model, strat))
     x, y = x.to(hw.device), y.to(hw.device)
-    strategies.set_train_mode(model, strat)
+    strategies.set_train_mode(model, strat, "efficientnet_lite0")
     g = torch.Generator().manual_seed(0)
     t0 = None
     for i in range(steps + 1):

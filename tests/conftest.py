@@ -28,6 +28,16 @@ def hw():
 
 
 @pytest.fixture(scope="session")
+def digit_tensors():
+    """300 of scikit-learn's digits at 32 px as uint8 tensors: (train 200, val 100)."""
+    x, y, _ = datasets.load("digits")
+    arr = np.stack([images.square(Image.fromarray(im), 32) for im in x[:300]])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(y[:300]).long()
+    return (x[:200], y[:200]), (x[200:], y[200:])
+
+
+@pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     """scikit-learn's digits as an ImageFolder: 10 classes × 20 images of 8×8 greyscale."""
     return datasets.export("digits", tmp_path_factory.mktemp("d") / "digits", per_class=20)

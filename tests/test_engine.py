@@ -3,19 +3,8 @@
 import pytest
 import torch
 
-from advisor import datasets, engine, images, strategies
+from advisor import engine, strategies
 from advisor.schemas import STRATEGIES
-from PIL import Image
-import numpy as np
-
-
-@pytest.fixture(scope="module")
-def digit_tensors():
-    x, y, _ = datasets.load("digits")
-    arr = np.stack([images.square(Image.fromarray(im), 32) for im in x[:300]])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-    y = torch.from_numpy(y[:300]).long()
-    return (x[:200], y[:200]), (x[200:], y[200:])
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

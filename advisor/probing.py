@@ -107,8 +107,8 @@ def probe(
     train, val = images.load(train_items, res), images.load(val_items, res)
 
     per_strategy = total / len(strategies)
-    flip = planned.augmentation and any("flip" in a for a in planned.augmentation)
-    pad = 1 / 4 if any("1/4" in a for a in planned.augmentation) else 1 / 8
+    augment = rec.estimate("retrain").settings  # the rules choose one augmentation for every trained strategy
+    flip, pad = augment.hflip, augment.crop_padding or 1 / 8
     runs = []
     for name in strategies:
         with tqdm(total=100, desc=f"probe {name}", unit="%", disable=not progress, leave=True,
@@ -116,7 +116,7 @@ def probe(
             def tick(done: float, bar=bar) -> None:
                 bar.update(round(100 * done) - bar.n)
             r = engine.run(name, train, val, n_classes, hw, seconds=per_strategy,
-                           batch_size=planned.batch_size, flip=bool(flip), pad_fraction=pad,
+                           batch_size=planned.batch_size, flip=flip, pad_fraction=pad,
                            backbone=backbone, weights=weights, progress=tick)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve))
