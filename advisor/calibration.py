@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import store
 from .schemas import STRATEGIES, Hardware, StrategyName, Throughput
+from .units import EpochEquivalents
 
 PRIOR_WEIGHT = 0.5  # a zero-error pseudo-probe of this weight shrinks the correction while probes are few
 OTHER_DATA = 0.25  # a probe of other data counts this much: the model's error is mostly that data set's
@@ -63,16 +64,16 @@ def probes() -> list[dict]:
     return _mine("probe")
 
 
-def probe_weight(reach: float | None, val_images: int, k_target: float) -> float:
-    """How much of a probe's observed error carries to a budget of ``k_target`` epoch-equivalents: in proportion
-    to how far the probe trained toward it (feature extraction is complete after one pass, so its probe counts
-    fully), and more with more validation images (less noise)."""
-    progress = 1.0 if reach is None else min(1.0, reach / max(k_target, 1e-9))
+def probe_weight(reach: EpochEquivalents | None, val_images: int, target: EpochEquivalents) -> float:
+    """How much of a probe's observed error carries to the budget ``target``: in proportion to how far the
+    probe trained toward it (feature extraction is complete after one pass, so its probe counts fully), and
+    more with more validation images (less noise)."""
+    progress = 1.0 if reach is None else reach.share_of(target)
     return progress * val_images / (val_images + NOISE_IMAGES)
 
 
-def correction(records: list[dict], k_target: float, data: str | None = None) -> dict[StrategyName, float]:
-    """Per-strategy offset to add to the model's normalised predictions at budget ``k_target``: the probes'
+def correction(records: list[dict], target: EpochEquivalents, data: str | None = None) -> dict[StrategyName, float]:
+    """Per-strategy offset to add to the model's normalised predictions at budget ``target``: the probes'
     errors averaged with :func:`probe_weight` (probes of other data than ``data`` discounted), shrunk to zero."""
     out = {}
     for s in STRATEGIES:
@@ -80,7 +81,8 @@ def correction(records: list[dict], k_target: float, data: str | None = None) ->
         for r in records:
             if s not in r.get("errors", {}):
                 continue
-            w = probe_weight(r.get("reach", {}).get(s), r.get("val_images", 0), k_target)
+            reach = r.get("reach", {}).get(s)  # stored as a plain number (JSON)
+            w = probe_weight(None if reach is None else EpochEquivalents(reach), r.get("val_images", 0), target)
             w *= 1.0 if data is not None and r.get("data") == data else OTHER_DATA
             num, den = num + w * r["errors"][s], den + w
         out[s] = num / (den + PRIOR_WEIGHT)

@@ -17,14 +17,15 @@ from .schemas import (
     STRATEGIES, Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName,
     Throughput,
 )
+from .units import EpochEquivalents
 
 
 class Predictor(Protocol):
-    """Anything that predicts each strategy's accuracy for the facts (a fitted learned model, later)."""
+    """Anything that predicts each strategy's accuracy for the facts and budget (the fitted learned model)."""
 
     name: str
 
-    def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]: ...
+    def predict(self, facts: DataFacts, budget: EpochEquivalents | None) -> dict[StrategyName, Quantity]: ...
 
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
@@ -109,7 +110,8 @@ def decide(
     epochs = {s: budget_mod.epochs_in(budget.seconds, facts.n_images, ips[s]) if s in ips else None for s in STRATEGIES}
     fact_values = _facts(facts, budget, epochs)
     outcome = rules_mod.evaluate(book, fact_values)
-    predicted = predictor.predict(fact_values) if predictor else {}
+    k = EpochEquivalents(epochs["retrain"]) if epochs["retrain"] is not None else None  # retrain's epochs = the budget in k
+    predicted = predictor.predict(facts, k) if predictor else {}
     accuracy = {**(accuracy or {}), **predicted}
 
     estimates = []

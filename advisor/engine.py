@@ -24,6 +24,7 @@ from . import backbone as bb
 from . import hardware
 from . import strategies as st
 from .schemas import Hardware
+from .units import EpochEquivalents
 
 
 @dataclass
@@ -144,7 +145,7 @@ def run(
     *,
     seconds: float | None = None,
     epochs: float | None = None,
-    equivalents: float | None = None,
+    equivalents: EpochEquivalents | None = None,
     speed_ratio: float | None = None,
     batch_size: int = 32,
     flip: bool = True,
@@ -159,9 +160,8 @@ def run(
 
     * ``seconds`` of training time (evaluation excluded),
     * ``epochs`` passes over ``train``, or
-    * ``equivalents``: k × the time of one epoch of all-layer training on this device — a unit comparable
-      across hardware. It is spent as the images that time buys at the strategy's measured speed:
-      k × ``speed_ratio`` epochs, where ``speed_ratio`` = the strategy's images/s ÷ all-layer training's
+    * ``equivalents``: a budget in :class:`EpochEquivalents`, comparable across hardware. It is spent as the
+      images that time buys at the strategy's measured speed: k × ``speed_ratio`` epochs, where ``speed_ratio`` = the strategy's images/s ÷ all-layer training's
       (measured with :func:`measure_speed_ratio` when not given), so other load on the machine cannot shift budgets.
 
     Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
@@ -182,7 +182,7 @@ def run(
     batch_size = min(batch_size, n)
     if equivalents is not None:
         ratio = speed_ratio or measure_speed_ratio(strat, train[0].shape[-1], batch_size, hw, backbone)
-        epochs = equivalents * ratio
+        epochs = equivalents.epochs(ratio)
 
     device = torch.device(hw.device)
     model = st.build(strat, n_classes, backbone, weights).to(device).to(memory_format=hardware.memory_format(hw))

@@ -21,7 +21,8 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from . import calibration
-from .schemas import STRATEGIES, Quantity, Similarity, StrategyName
+from .schemas import STRATEGIES, DataFacts, Quantity, Similarity, StrategyName
+from .units import EpochEquivalents
 
 FEATURES = (
     "log_images", "log_classes", "log_per_class", "channels", "similarity",
@@ -36,7 +37,7 @@ MONOTONE = {"log_images": 1, "log_per_class": 1, "log_budget": 1}  # accuracy ne
 MODEL_PATH = Path(__file__).parent / "models" / "strategy_model.joblib"
 
 
-def feature_row(n_images: float, n_classes: float, channels: float, similarity: float, budget_equivalents: float,
+def feature_row(n_images: float, n_classes: float, channels: float, similarity: float, budget: EpochEquivalents,
                 measures: Similarity | dict | None = None) -> list[float]:
     """One row of :data:`FEATURES`; the image measures are NaN when unknown (numbers-only form)."""
     m = measures.model_dump() if isinstance(measures, Similarity) else (measures or {})
@@ -48,7 +49,7 @@ def feature_row(n_images: float, n_classes: float, channels: float, similarity: 
     return [
         math.log(n_images), math.log(n_classes), math.log(n_images / n_classes), float(channels), float(similarity),
         get("imagenet_confidence"), get("imagenet_entropy"), math.log1p(get("feature_shift")), get("separability"),
-        math.log(max(budget_equivalents, 1e-3)),
+        math.log(max(budget.value, 1e-3)),
     ]
 
 
@@ -64,7 +65,8 @@ def to_normalised(accuracy: np.ndarray, n_classes: np.ndarray | float) -> np.nda
 
 def table(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Meta-dataset rows → (X features, Y normalised accuracies (n, 4), n_classes, data set name per row)."""
-    X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], r["k"], r["similarity"])
+    X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(r["k"]),
+                              r["similarity"])
                   for r in rows])
     acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
@@ -172,27 +174,28 @@ class LearnedPredictor:
         self.probes, self.data = probes or [], data
         self.name = card.get("name", "strategy_model")
 
-    def normalised(self, facts: dict[str, float], budget_equivalents: float) -> np.ndarray:
+    def normalised(self, facts: DataFacts, budget: EpochEquivalents) -> np.ndarray:
         """The model's raw normalised predictions (no correction) for these facts and budget."""
-        row = np.array([feature_row(facts["n_images"], facts["n_classes"], facts["channels"], facts["similarity"],
-                                    budget_equivalents, self.measures)])
+        row = np.array([feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures)])
         return self.model.predict(row)[0]
 
-    def predict(self, facts: dict[str, float]) -> dict[StrategyName, Quantity]:
-        k = facts.get("epochs_retrain")
-        if k is None:  # no throughput measured: the budget cannot be put in epoch-equivalents
+    def predict(self, facts: DataFacts, budget: EpochEquivalents | None) -> dict[StrategyName, Quantity]:
+        """Each strategy's accuracy with its interval; nothing when the budget is unknown in epoch-equivalents
+        (no throughput measured)."""
+        if budget is None:
             return {}
-        norm = self.normalised(facts, k)
-        offsets = calibration.correction(self.probes, k, self.data) if self.probes else {}
+        k = budget.value
+        norm = self.normalised(facts, budget)
+        offsets = calibration.correction(self.probes, budget, self.data) if self.probes else {}
         note = (f"; corrected by {len(self.probes)} probe(s) on this machine: "
                 + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if offsets else ""
         out = {}
         for j, s in enumerate(STRATEGIES):
             mu = norm[j] + offsets.get(s, 0.0)
             w = self.model.half_width_[j]
-            lo, hi = to_accuracy(mu - w, facts["n_classes"]), to_accuracy(mu + w, facts["n_classes"])
+            lo, hi = to_accuracy(mu - w, facts.n_classes), to_accuracy(mu + w, facts.n_classes)
             out[s] = Quantity(
-                value=round(float(to_accuracy(mu, facts["n_classes"])), 4), source="model",
+                value=round(float(to_accuracy(mu, facts.n_classes)), 4), source="model",
                 low=None if np.isnan(w) else round(float(lo), 4), high=None if np.isnan(w) else round(float(hi), 4),
                 detail=f"{self.model.coverage:.0%} interval from leave-one-dataset-out residuals; fitted on "
                 f"{self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents" + note,

@@ -15,6 +15,7 @@ from .decide import decide
 from .errors import AdvisorError
 from .scan import scan
 from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
+from .units import EpochEquivalents
 
 
 def probe_seconds(rec: Recommendation, fraction: float) -> float:
@@ -48,10 +49,10 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
 def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int) -> dict[StrategyName, float]:
     """The model's error (observed − predicted normalised accuracy) at the probe's own conditions: its subset
     size and, per strategy, the epoch-equivalents it trained (``ProbeRun.reach``)."""
-    facts = {**rec.facts.model_dump(), "n_images": n_train}
+    facts = rec.facts.model_copy(update={"n_images": n_train})
     errors = {}
     for r in runs:
-        raw = pred.normalised(facts, r.reach if r.reach is not None else 1.0)[STRATEGIES.index(r.strategy)]
+        raw = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0))[STRATEGIES.index(r.strategy)]
         errors[r.strategy] = round(float(learned.to_normalised(r.val_accuracy, rec.facts.n_classes) - raw), 4)
     return errors
 
@@ -139,9 +140,10 @@ def probe(
         observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root))
         after = decide(rec.facts, budget, hw, book, rec.throughput, backbone=backbone,
                        predictor=api.predictor(use_model, rec.similarity, str(scanned.root), [observed]))
-        k_target = rec.estimate("retrain").epochs_in_budget
-        weights = {s: round(calibration.probe_weight(reach[s], len(val[0]), k_target.value), 3)
-                   for s in STRATEGIES} if k_target else None
+        in_budget = rec.estimate("retrain").epochs_in_budget
+        weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
+                                                     EpochEquivalents(in_budget.value)), 3)
+                   for s in STRATEGIES} if in_budget else None
         result = result.model_copy(update={"runs": runs, "model_errors": errors, "calibration_weights": weights,
                                            "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
         if save:

@@ -40,6 +40,7 @@ import advisor
 from advisor import datasets, engine, hardware, images, similarity, store
 from advisor import strategies as st
 from advisor.schemas import STRATEGIES
+from advisor.units import EpochEquivalents
 
 RESULTS = Path(__file__).parent / "results" / "cells.jsonl"
 RESOLUTION = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64}
@@ -128,20 +129,28 @@ def grid(names: list[str], max_cell_seconds: float, per_class=PER_CLASS, budgets
 
 
 @functools.cache
-def _subset(name: str, per_class: int, seed: int, res: int) -> tuple[np.ndarray, dict, float]:
-    """Training indices of a (data set, size, seed), their similarity measures, and one epoch's seconds.
-
-    Similarity is measured as advisor measures it on a user's folder: the sample that
-    :func:`similarity.sample_indices` draws, resized from the original images to :data:`similarity.RESOLUTION`.
-    """
-    _, y, classes, test = pool(name, res)
+def train_indices(name: str, per_class: int, seed: int) -> np.ndarray:
+    """Training images of a (data set, size, seed): a class-stratified draw that never touches the test mask."""
+    _, y, classes, test = pool(name)
     rng = np.random.default_rng(seed)
-    train_idx = np.concatenate([rng.permutation(np.flatnonzero((y.numpy() == c) & ~test))[:per_class] for c in range(len(classes))])
-    hw = hardware.detect()
+    return np.concatenate([rng.permutation(np.flatnonzero((y.numpy() == c) & ~test))[:per_class] for c in range(len(classes))])
+
+
+@functools.cache
+def cell_similarity(name: str, per_class: int, seed: int) -> dict:
+    """Similarity measured as advisor measures it on a user's folder: the sample :func:`similarity.sample_indices`
+    draws from the training images, resized from the originals to :data:`similarity.RESOLUTION`."""
+    train_idx = train_indices(name, per_class, seed)
+    y = pool(name)[1]
     sample = train_idx[similarity.sample_indices(y.numpy()[train_idx].tolist())]
-    sim = similarity.measure(resize(name, similarity.RESOLUTION, sample), y[sample], hw).model_dump()
-    epoch_s = engine.measure_epoch_seconds(len(train_idx), res, min(32, len(train_idx)), hw)
-    return train_idx, sim, epoch_s
+    return similarity.measure(resize(name, similarity.RESOLUTION, sample), y[sample], hardware.detect()).model_dump()
+
+
+def _subset(name: str, per_class: int, seed: int, res: int) -> tuple[np.ndarray, dict, float]:
+    """Training indices of a (data set, size, seed), their similarity measures, and one epoch's seconds."""
+    train_idx = train_indices(name, per_class, seed)
+    epoch_s = engine.measure_epoch_seconds(len(train_idx), res, min(32, len(train_idx)), hardware.detect())
+    return train_idx, cell_similarity(name, per_class, seed), epoch_s
 
 
 @functools.cache
@@ -174,7 +183,7 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
     ratios = {name: 1.0 if not v.trains_backbone else speed_ratio(v, cell.res, batch) for name, v in configs.items()}
     results = {}
     for name, v in configs.items():
-        r = engine.run(v, train, test_set, len(classes), hw, equivalents=cell.k, speed_ratio=ratios[name],
+        r = engine.run(v, train, test_set, len(classes), hw, equivalents=EpochEquivalents(cell.k), speed_ratio=ratios[name],
                        batch_size=32, flip=channels == 3, seed=cell.seed)
         results[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
     runs = {s: results[s] for s in STRATEGIES}
@@ -190,6 +199,52 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
         "winner": best, "advisor_version": advisor.__version__, "schema": 2,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def update_row(row: dict, names: tuple[str, ...] = ("scratch",)) -> dict:
+    """A stored cell brought up to date: similarity re-measured with advisor's own sampling, and the
+    configurations ``names`` (e.g. ``scratch``, ``fine_tune@1``) re-run; the replaced values are kept under
+    ``*_v1`` keys."""
+    cell = Cell(row["dataset"], row["per_class"], row["k"], row["seed"], row["resolution"])
+    x, y, classes, test = pool(cell.dataset, cell.res)
+    train_idx = train_indices(cell.dataset, cell.per_class, cell.seed)
+    assert len(train_idx) == row["n_images"], "the draw of training images changed"
+    sim = cell_similarity(cell.dataset, cell.per_class, cell.seed)
+    hw = hardware.detect()
+    configs = variants(len(train_idx), cell.res, st.FINE_TUNE_DEPTHS)
+    runs, extra = dict(row["runs"]), dict(row.get("variants", {}))
+    ratios = dict(row["speed_ratios"])
+    old = {n: row["runs"][n] for n in names if n in row["runs"] and row.get("schema", 1) < 2}
+    for name in names:
+        v = configs[name]
+        ratios[name] = speed_ratio(v, cell.res, min(32, len(train_idx)))
+        r = engine.run(v, (x[train_idx], y[train_idx]), (x[test], y[test]), len(classes), hw, equivalents=EpochEquivalents(cell.k),
+                       speed_ratio=ratios[name], batch_size=32, flip=row["channels"] == 3, seed=cell.seed)
+        (runs if name in STRATEGIES else extra)[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
+    out = {**row, "similarity": sim, "runs": runs, "variants": extra, "speed_ratios": ratios,
+           "scratch_arch": configs["scratch"].arch, "fine_tune_depth": configs["fine_tune"].depth,
+           "winner": max(runs, key=lambda s: runs[s]["val_accuracy"]), "schema": 2,
+           "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch_version": torch.__version__}
+    if row.get("schema", 1) < 2:
+        out.update(similarity_v1=row["similarity"], runs_v1=old, winner_v1=row["winner"])
+    return out
+
+
+def update(src: Path, out: Path, names: tuple[str, ...], deadline: float | None = None) -> None:
+    """Bring every row of ``src`` up to date into ``out`` (resumable: rows already in ``out`` are skipped)."""
+    done = done_keys(out)
+    rows = [r for r in store.read(src) if r["key"] not in done]
+    rows.sort(key=lambda r: r["budget_seconds"])
+    print(f"{len(rows)} rows of {src} to update into {out}", flush=True)
+    t0 = time.perf_counter()
+    for i, row in enumerate(rows, 1):
+        if deadline is not None and time.perf_counter() - t0 > deadline:
+            break
+        new = update_row(row, names)
+        store.append(out, new)
+        print(f"[{i}/{len(rows)} {time.perf_counter() - t0:6.0f}s] {new['key']}: similarity {row['similarity']['score']:.3f} → "
+              f"{new['similarity']['score']:.3f}; " + ", ".join(
+                  f"{n} {(new['runs'] | new['variants'])[n]['val_accuracy']:.3f}" for n in names) + f" → {new['winner']}", flush=True)
 
 
 def done_keys(out: Path) -> set[str]:
@@ -247,6 +302,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--ips-guess", type=float, default=IPS_GUESS, help="training images/s at 32 px, for cell costs")
     parser.add_argument("--deadline", type=float, help="start no new cell after this many seconds")
+    parser.add_argument("--update", type=Path, metavar="SRC", help="bring the rows of SRC up to date into --out "
+                        "(similarity re-measured; the --rerun configurations trained again)")
+    parser.add_argument("--rerun", nargs="+", default=["scratch"], help="configurations --update trains again")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--summary", action="store_true", help="only print the summary of the results file")
@@ -254,6 +312,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.summary:
         print(summary(args.out))
+        return
+    if args.update:
+        update(args.update, args.out, tuple(args.rerun), args.deadline)
         return
     names = []
     for name in args.datasets:

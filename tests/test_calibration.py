@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import advisor
+from advisor.units import EpochEquivalents
 from advisor import calibration, learned, store
 from advisor.cli import main
 
@@ -62,11 +63,11 @@ def test_calibrate_show_and_reset():
 def test_correction_weights_probes_by_reach_validation_size_and_data():
     probe = {"errors": {"feature_extraction": 0.2, "retrain": -0.3}, "reach": {"feature_extraction": None, "retrain": 1.0},
              "val_images": 50, "data": "/a"}
-    near = calibration.correction([probe], k_target=1.0, data="/a")
-    far = calibration.correction([probe], k_target=10.0, data="/a")
-    other = calibration.correction([probe], k_target=1.0, data="/b")
+    near = calibration.correction([probe], EpochEquivalents(1.0), data="/a")
+    far = calibration.correction([probe], EpochEquivalents(10.0), data="/a")
+    other = calibration.correction([probe], EpochEquivalents(1.0), data="/b")
     # half weight (50 validation images) against a 0.5 pseudo-probe: half of the error carries
     assert near["retrain"] == pytest.approx(-0.15) and near["feature_extraction"] == pytest.approx(0.1)
     assert abs(far["retrain"]) < abs(near["retrain"]) and far["feature_extraction"] == near["feature_extraction"]
     assert abs(other["feature_extraction"]) < abs(near["feature_extraction"])
-    assert near["fine_tune"] == 0.0 and calibration.correction([], 3.0)["retrain"] == 0.0
+    assert near["fine_tune"] == 0.0 and calibration.correction([], EpochEquivalents(3.0))["retrain"] == 0.0

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from advisor.units import EpochEquivalents
 from advisor import decide, learned, rules, store
 from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
 
@@ -57,7 +58,7 @@ def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
     assert all(e.accuracy.source == "model" and e.accuracy.low <= e.accuracy.value <= e.accuracy.high for e in rec.estimates)
     assert rec.strategy == max(feasible, key=lambda e: e.accuracy.value).strategy
     assert rec.decided_by.startswith("learned model") and rec.confidence.source == "model"
-    numbers_only = learned.LearnedPredictor(loaded, card).predict({**facts.model_dump(), "epochs_retrain": 3.0})
+    numbers_only = learned.LearnedPredictor(loaded, card).predict(facts, EpochEquivalents(3.0))
     assert set(numbers_only) == set(STRATEGIES)
 
 
@@ -66,7 +67,7 @@ def test_more_budget_or_more_images_never_predicts_lower(fitted):
     model = models["default"]
     for k_first in (0.3, 3.0):
         budgets = [k_first * 2**i for i in range(6)]
-        by_budget = model.predict(np.array([learned.feature_row(500, 10, 1, 0.4, k) for k in budgets]))
+        by_budget = model.predict(np.array([learned.feature_row(500, 10, 1, 0.4, EpochEquivalents(k)) for k in budgets]))
         assert np.all(np.diff(by_budget, axis=0) >= -1e-9)
-    by_size = model.predict(np.array([learned.feature_row(10 * n, 10, 3, 0.6, 3.0) for n in (5, 20, 100, 500, 2000)]))
+    by_size = model.predict(np.array([learned.feature_row(10 * n, 10, 3, 0.6, EpochEquivalents(3.0)) for n in (5, 20, 100, 500, 2000)]))
     assert np.all(np.diff(by_size, axis=0) >= -1e-9)
