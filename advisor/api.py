@@ -15,13 +15,14 @@ from .decide import decide, plan_batch_size, plan_resolution
 from .errors import AdvisorError
 from .scan import profile as profile_scan
 from .scan import ScannedData, scan
+from .state import MachineState
 from .schemas import STRATEGIES, Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
 
 
 Log = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
+def quiet(_: str) -> None:
     pass
 
 
@@ -73,14 +74,14 @@ def setup(rules, device: str | None, backbone: str, **budget) -> tuple[rules_mod
     return book, hw, budget_mod.make(hw, **budget)
 
 
-def predictor(use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
+def predictor(state: MachineState, use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
               extra: list[dict] | None = None) -> learned.LearnedPredictor | None:
-    """The packaged learned model as a decision predictor, corrected by this machine's probe records and
+    """The state's learned model as a decision predictor, corrected by this machine's probe records and
     ``extra`` ones; None when not wanted or none is fitted yet."""
-    bundle = learned.load() if use_model else None
+    bundle = learned.load(state.model_path) if use_model else None
     if not bundle:
         return None
-    return learned.LearnedPredictor(*bundle, measures, calibration.probes() + (extra or []), data)
+    return learned.LearnedPredictor(*bundle, measures, calibration.probes(state) + (extra or []), data)
 
 
 def recommend(
@@ -101,7 +102,8 @@ def recommend(
     measure: bool = True,
     use_model: bool = True,
     progress: bool = False,
-    log: Log = _quiet,
+    log: Log = quiet,
+    state: MachineState | None = None,
 ) -> Recommendation:
     """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers.
 
@@ -109,32 +111,34 @@ def recommend(
     The budget is one of ``gpu_hours``, ``hours`` (of the device here) or ``minutes``.
     With ``measure=False`` no throughput is measured and no times or epochs are estimated. The learned model
     (when one is packaged, see ``benchmarks/fit_model.py``) ranks what the rules leave feasible unless
-    ``use_model=False``.
+    ``use_model=False``. ``state`` says where this machine's calibration records and the learned model are
+    (default: :class:`MachineState` ``()``, i.e. ``$ADVISOR_HOME`` and the packaged model).
 
     >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
     >>> rec.strategy
     'feature_extraction'
     """
     book, hw, budget = setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    state = state or MachineState()
     if data is not None:
         if any(v is not None for v in (n_images, n_classes, similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
-        return recommend_scanned(scan(data, progress=progress), budget, hw, book, backbone, weights, measure, use_model, log)
+        return recommend_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log)
     if n_images is None or n_classes is None or similarity is None:
         raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
     try:
         facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
-    throughput = _throughput(facts, hw, book, backbone, log) if measure else None
-    return decide(facts, budget, hw, book, throughput, predictor=predictor(use_model), backbone=backbone)
+    throughput = _throughput(state, facts, hw, book, backbone, log) if measure else None
+    return decide(facts, budget, hw, book, throughput, predictor=predictor(state, use_model), backbone=backbone)
 
 
 def recommend_scanned(
-    scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook,
+    scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
     backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> Recommendation:
     """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → decide."""
     prof = profile_scan(scanned)
@@ -153,20 +157,20 @@ def recommend_scanned(
             detail=f"cross-validated logistic regression on frozen features of {sim.sample_size} sampled images "
             f"at {sim.resolution}px; more images usually score higher",
         )
-    throughput = _throughput(facts, hw, book, backbone, log) if measure else None
-    rec = decide(facts, budget, hw, book, throughput, accuracy, predictor(use_model, sim, str(scanned.root)), backbone=backbone)
+    throughput = _throughput(state, facts, hw, book, backbone, log) if measure else None
+    rec = decide(facts, budget, hw, book, throughput, accuracy, predictor(state, use_model, sim, str(scanned.root)), backbone=backbone)
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 
-def _throughput(facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log) -> Throughput:
+def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log) -> Throughput:
     """Throughput at the planned resolution: from this machine's calibration record, else timed now and recorded."""
     res, batch = plan_resolution(facts.resolution, book), plan_batch_size(hw, facts.n_images, book)
-    cached = calibration.cached_throughput(hw, backbone, res, timing_batch(hw, batch))
+    cached = calibration.cached_throughput(state, hw, backbone, res, timing_batch(hw, batch))
     if cached:
         log(f"throughput at {res}px from this machine's calibration record")
         return cached
     log(f"timing training steps of each strategy at {res}px on {hw.name} …")
     throughput = measure_throughput(hw, res, batch, backbone)
-    calibration.record_throughput(throughput, hw, backbone)
+    calibration.record_throughput(state, throughput, hw, backbone)
     log(f"  done ({throughput.seconds:.1f} s)")
     return throughput

@@ -1,6 +1,6 @@
 """Calibration records of this machine: measured throughput and the learned model's errors seen by probes.
 
-Kept as JSON lines in ``$ADVISOR_HOME/calibration.jsonl`` (atomic rewrites). Later recommendations on the
+Kept as JSON lines in ``<MachineState.home>/calibration.jsonl`` (atomic rewrites). Later recommendations on the
 same machine reuse the throughput instead of timing again, and correct the learned model by the errors
 probes observed (:func:`correction`).
 """
@@ -8,9 +8,9 @@ probes observed (:func:`correction`).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 from . import store
+from .state import MachineState
 from .schemas import STRATEGIES, Hardware, StrategyName, Throughput
 from .units import EpochEquivalents
 
@@ -19,21 +19,17 @@ OTHER_DATA = 0.25  # a probe of other data counts this much: the model's error i
 NOISE_IMAGES = 50  # a probe with this many validation images counts half
 
 
-def path() -> Path:
-    return store.home() / "calibration.jsonl"
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _mine(kind: str) -> list[dict]:
-    return [r for r in store.read(path()) if r.get("kind") == kind and r.get("machine") == store.machine_id()]
+def _mine(state: MachineState, kind: str) -> list[dict]:
+    return [r for r in store.read(state.calibration_path) if r.get("kind") == kind and r.get("machine") == state.machine]
 
 
-def cached_throughput(hw: Hardware, backbone: str, resolution: int, batch_size: int) -> Throughput | None:
+def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int) -> Throughput | None:
     """The latest throughput measured on this machine and device for this backbone, resolution and batch."""
-    for r in reversed(_mine("throughput")):
+    for r in reversed(_mine(state, "throughput")):
         if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"]) == (hw.name, backbone, resolution, batch_size):
             tp = Throughput.model_validate(r["throughput"])
             return tp.model_copy(update={"detail": f"measured on this machine at {r['time']} (advisor calibrate --reset to re-time); "
@@ -41,8 +37,8 @@ def cached_throughput(hw: Hardware, backbone: str, resolution: int, batch_size: 
     return None
 
 
-def record_throughput(tp: Throughput, hw: Hardware, backbone: str) -> None:
-    store.append(path(), {"kind": "throughput", "machine": store.machine_id(), "device_name": hw.name, "backbone": backbone,
+def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str) -> None:
+    store.append(state.calibration_path, {"kind": "throughput", "machine": state.machine, "device_name": hw.name, "backbone": backbone,
                           "resolution": tp.resolution, "batch_size": tp.batch_size, "throughput": tp.model_dump(), "time": _now()})
 
 
@@ -54,14 +50,14 @@ def probe_record(errors: dict[StrategyName, float], reach: dict[StrategyName, fl
     return {"errors": errors, "reach": reach, "val_images": val_images, "data": data}
 
 
-def record_probe(record: dict, hw: Hardware) -> None:
+def record_probe(state: MachineState, record: dict, hw: Hardware) -> None:
     """Store a :func:`probe_record` for later advice on this machine."""
-    store.append(path(), {"kind": "probe", "machine": store.machine_id(), "device_name": hw.name, **record, "time": _now()})
+    store.append(state.calibration_path, {"kind": "probe", "machine": state.machine, "device_name": hw.name, **record, "time": _now()})
 
 
-def probes() -> list[dict]:
+def probes(state: MachineState) -> list[dict]:
     """This machine's probe records, oldest first."""
-    return _mine("probe")
+    return _mine(state, "probe")
 
 
 def probe_weight(reach: EpochEquivalents | None, val_images: int, target: EpochEquivalents) -> float:
@@ -89,10 +85,10 @@ def correction(records: list[dict], target: EpochEquivalents, data: str | None =
     return out
 
 
-def show() -> str:
-    records = _mine("throughput")
-    found = probes()
-    lines = [f"Calibration of machine '{store.machine_id()}' ({path()}):"]
+def show(state: MachineState) -> str:
+    records = _mine(state, "throughput")
+    found = probes(state)
+    lines = [f"Calibration of machine '{state.machine}' ({state.calibration_path}):"]
     if not records and not found:
         return lines[0] + "\n  nothing recorded yet; `advisor recommend` stores throughput, `advisor probe` the model's errors."
     for r in records:
@@ -108,10 +104,10 @@ def show() -> str:
     return "\n".join(lines)
 
 
-def reset() -> int:
+def reset(state: MachineState) -> int:
     """Forget what was recorded on this machine (other machines' records stay); returns how many records went."""
-    rows = store.read(path())
-    keep = [r for r in rows if r.get("machine") != store.machine_id()]
+    rows = store.read(state.calibration_path)
+    keep = [r for r in rows if r.get("machine") != state.machine]
     if len(keep) != len(rows):
-        store.write_lines(path(), keep)
+        store.write_lines(state.calibration_path, keep)
     return len(rows) - len(keep)

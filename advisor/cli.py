@@ -11,6 +11,7 @@ from . import api, calibration, datasets, report
 from .probing import probe as run_probe
 from .backbone import BACKBONES, DEFAULT_BACKBONE
 from .errors import AdvisorError
+from .state import MachineState
 
 
 def _user_errors(func):
@@ -18,11 +19,12 @@ def _user_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
-        try:
-            return func(*args, **kwargs)
-        except AdvisorError as exc:
-            raise click.ClickException(str(exc)) from None
+        with warnings.catch_warnings():  # restored when the command returns
+            warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
+            try:
+                return func(*args, **kwargs)
+            except AdvisorError as exc:
+                raise click.ClickException(str(exc)) from None
 
     return wrapper
 
@@ -53,7 +55,7 @@ def _common_options(func):
 
 
 def _log(as_json: bool):
-    return api._quiet if as_json else api.stderr_log
+    return api.quiet if as_json else api.stderr_log
 
 
 @click.group()
@@ -71,11 +73,13 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
     """Recommend a strategy for the images in --data and the budget."""
     if with_probe:
         result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                           weights=weights, rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json))
+                           weights=weights, rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
+                           state=MachineState())
         click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
         return
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                        weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json))
+                        weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json),
+                        state=MachineState())
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
 
 
@@ -92,7 +96,8 @@ def probe(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, 
     """Check the recommendation with short real training runs of every strategy."""
     result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, fraction=fraction, seconds=seconds,
                              max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
-                             rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json))
+                             rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
+                             state=MachineState())
     click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
 
 
@@ -111,10 +116,11 @@ def profile(data, as_json):
 @click.option("--reset", "action", flag_value="reset", help="Forget this machine's records.")
 def calibrate(action):
     """Show or reset this machine's calibration: measured throughput and the model's errors seen by probes."""
+    state = MachineState()
     if action == "reset":
-        click.echo(f"removed {calibration.reset()} record(s) of this machine from {calibration.path()}")
+        click.echo(f"removed {calibration.reset(state)} record(s) of this machine from {state.calibration_path}")
     else:
-        click.echo(calibration.show())
+        click.echo(calibration.show(state))
 
 
 @main.command("demo-data")

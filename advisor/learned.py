@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import joblib
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from . import calibration
+from . import calibration, store
+from .state import PACKAGED_MODEL
 from .schemas import STRATEGIES, DataFacts, Quantity, Similarity, StrategyName
 from .units import EpochEquivalents
 
@@ -34,7 +33,6 @@ NUMBERS_FEATURES = ("log_images", "log_classes", "log_per_class", "channels", "s
 # benchmarks/fit_model.py re-checks this at every refit and records both in the model card.
 DEFAULT_FEATURES = NUMBERS_FEATURES
 MONOTONE = {"log_images": 1, "log_per_class": 1, "log_budget": 1}  # accuracy never falls with more data or time
-MODEL_PATH = Path(__file__).parent / "models" / "strategy_model.joblib"
 
 
 def feature_row(n_images: float, n_classes: float, channels: float, similarity: float, budget: EpochEquivalents,
@@ -132,22 +130,12 @@ class StrategyModel:
 
 def save(models: dict[str, StrategyModel], card: dict, path: Path | None = None) -> Path:
     """Save ``{"default": model}`` and its card: joblib to a temporary file, then rename."""
-    path = Path(path or MODEL_PATH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        joblib.dump({"models": models, "card": card}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return store.atomic_replace(Path(path or PACKAGED_MODEL), lambda tmp: joblib.dump({"models": models, "card": card}, tmp))
 
 
 def load(path: Path | None = None) -> tuple[dict[str, StrategyModel], dict] | None:
     """The packaged models and their card, or None when none has been fitted (read once per file version)."""
-    path = Path(path or MODEL_PATH).resolve()
+    path = Path(path or PACKAGED_MODEL).resolve()
     if not path.is_file():
         return None
     return _load(path, path.stat().st_mtime_ns)

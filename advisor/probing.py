@@ -14,6 +14,7 @@ from . import backbone as bb
 from .decide import decide
 from .errors import AdvisorError
 from .scan import scan
+from .state import MachineState
 from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
 from .units import EpochEquivalents
 
@@ -75,19 +76,22 @@ def probe(
     strategies: tuple[str, ...] = STRATEGIES,
     use_model: bool = True,
     progress: bool = True,
-    log: api.Log = api._quiet,
+    log: api.Log = api.quiet,
     save: bool = True,
+    state: MachineState | None = None,
 ) -> ProbeResult:
     """Recommend, then train each strategy briefly on a subset and report whether the ranking agrees.
 
     The probe spends ``seconds`` in total, or ``fraction`` of the budget (see :func:`probe_seconds`), split
     equally between the strategies; feature extraction takes what one pass needs. Runs at ``resolution``
-    (default: the planned resolution, at most 64 px on a CPU).
+    (default: the planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
+    result and the model's errors are stored there unless ``save=False``.
     """
     book, hw, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
-    rec = api.recommend_scanned(scanned, budget, hw, book, backbone, weights, use_model=use_model, log=log)
+    rec = api.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
     total = seconds if seconds is not None else probe_seconds(rec, fraction)
     if total <= 0:
         raise AdvisorError(f"The probe needs a positive number of seconds; got {total}.")
@@ -127,7 +131,7 @@ def probe(
                          train_images=len(train[0]), val_images=len(val[0]), resolution=res, seconds_per_strategy=round(per_strategy, 1),
                          cost=Quantity(value=round(spent, 1), unit="s", source="measured",
                                        detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget"))
-    pred = api.predictor(use_model, rec.similarity)
+    pred = api.predictor(state, use_model, rec.similarity)
     if pred is not None and set(STRATEGIES) <= {r.strategy for r in runs}:
         if rec.throughput is not None and rec.throughput.resolution == res:  # measured already, at this resolution
             epoch_s = len(train[0]) / rec.throughput.images_per_second["retrain"]
@@ -139,7 +143,7 @@ def probe(
         reach = {r.strategy: r.reach for r in runs}
         observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root))
         after = decide(rec.facts, budget, hw, book, rec.throughput, backbone=backbone,
-                       predictor=api.predictor(use_model, rec.similarity, str(scanned.root), [observed]))
+                       predictor=api.predictor(state, use_model, rec.similarity, str(scanned.root), [observed]))
         in_budget = rec.estimate("retrain").epochs_in_budget
         weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
                                                      EpochEquivalents(in_budget.value)), 3)
@@ -147,10 +151,10 @@ def probe(
         result = result.model_copy(update={"runs": runs, "model_errors": errors, "calibration_weights": weights,
                                            "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
         if save:
-            calibration.record_probe(observed, hw)
+            calibration.record_probe(state, observed, hw)
     if save:
-        path = store.home() / "probes.jsonl"
-        record = {"time": datetime.now(timezone.utc).isoformat(), "machine": store.machine_id(), **result.model_dump(mode="json")}
+        path = state.probes_path
+        record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}
         store.append(path, record)
         result = result.model_copy(update={"stored_at": str(path)})
     return result

@@ -1,36 +1,35 @@
-"""Where advisor keeps what it learns on a machine: JSON lines, rewritten atomically."""
+"""How advisor stores what it learns: JSON lines, rewritten atomically (where: :class:`advisor.state.MachineState`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
-def home() -> Path:
-    """``$ADVISOR_HOME``, else ``~/.local/share/advisor``."""
-    return Path(os.environ.get("ADVISOR_HOME") or Path.home() / ".local" / "share" / "advisor")
-
-
-def machine_id() -> str:
-    return socket.gethostname()
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+def atomic_replace(path: Path, write: Callable[[Path], None]) -> Path:
+    """Have ``write`` fill a temporary file beside ``path``, fsync it, then rename it over ``path``: readers
+    see the old file or the new one, never half of one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (:func:`atomic_replace`)."""
+    atomic_replace(path, lambda tmp: tmp.write_text(text))
 
 
 def append(path: Path, record: dict) -> Path:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -37,12 +36,11 @@ from joblib import Parallel, delayed
 from PIL import Image
 
 import advisor
-from advisor import datasets, engine, hardware, images, similarity, store
+from advisor import cells, datasets, engine, hardware, images, similarity, store
 from advisor import strategies as st
 from advisor.schemas import STRATEGIES
 from advisor.units import EpochEquivalents
 
-RESULTS = Path(__file__).parent / "results" / "cells.jsonl"
 RESOLUTION = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64}
 TEST_PER_CLASS = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6, "clipart": 20}
 PER_CLASS = (5, 10, 20, 50, 100, 200, 500, 1000)
@@ -306,7 +304,7 @@ def main() -> None:
                         "(similarity re-measured; the --rerun configurations trained again)")
     parser.add_argument("--rerun", nargs="+", default=["scratch"], help="configurations --update trains again")
     parser.add_argument("--n-jobs", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=cells.CPU_CELLS)
     parser.add_argument("--summary", action="store_true", help="only print the summary of the results file")
     parser.add_argument("--list", action="store_true", help="only list the cells that would run")
     args = parser.parse_args()
@@ -323,12 +321,12 @@ def main() -> None:
             names.append(name)
         except advisor.AdvisorError as exc:
             print(f"skipping {name}: {exc}")
-    cells = grid(names, args.max_cell_seconds, args.per_class, args.budgets, args.seeds, args.resolution, args.ips_guess)
+    todo = grid(names, args.max_cell_seconds, args.per_class, args.budgets, args.seeds, args.resolution, args.ips_guess)
     if args.list:
-        for c in cells:
+        for c in todo:
             print(c.key, f"~{cell_cost(c, len(source(c.dataset)[2]), args.ips_guess):.0f}s")
         return
-    collect(cells, args.out, args.n_jobs, args.deadline)
+    collect(todo, args.out, args.n_jobs, args.deadline)
     print(summary(args.out))
 
 

@@ -11,7 +11,7 @@ probe calibration (the probe is the cell of the same data set, size and seed wit
 budget), rules only, and the baselines "always fine-tune", "always retrain", "always feature extraction" and
 the 2×2 rule (dataset size × domain similarity).
 
-    python benchmarks/evaluate.py [--results benchmarks/results/cells.jsonl]
+    python benchmarks/evaluate.py [--results FILE ...]   # default: the CPU and GPU cells
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from advisor import decide as decide_mod
-from advisor import calibration, learned, rules
+from advisor import calibration, cells, learned, rules
 from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
 
-import meta
 
+REGIONS = {  # name "a / b": True puts a cell in a
+    "greyscale / colour": lambda r: r["channels"] == 1,
+    "≤ 64 px / > 64 px": lambda r: r["resolution"] <= 64,
+    "k ≤ 30 / k > 30": lambda r: r["k"] <= 30,
+    "CPU / GPU": lambda r: r.get("device", "cpu") == "cpu",
+}
 CELL_HW = Hardware(device="cpu", name="the cell's device", cpu_threads=2, gpu_available=False, precision="fp32")
 
 
@@ -120,17 +125,36 @@ def evaluate(rows: list[dict]) -> str:
                                                      [r for r, m in zip(ordered, ks == k) if m])[:2])
             for k in np.unique(ks)))
     lines.append("cells per budget: " + ", ".join(f"k={k:g} {int((ks == k).sum())}" for k in np.unique(ks)))
+    lines.append("learned model + rules by region (cells: agreement, mean regret, worst regret):")
+    for name, test in REGIONS.items():
+        parts = []
+        for label, keep in ((name.split(" / ")[0], True), (name.split(" / ")[1], False)):
+            mask = [test(r) == keep for r in ordered]
+            if any(mask):
+                a, mean, worst = score([c for c, m in zip(choices["learned model + rules"], mask) if m],
+                                       [r for r, m in zip(ordered, mask) if m])
+                parts.append(f"{label} {sum(mask)}: {a:.0%} {mean:.2f}p {worst:.2f}p")
+            else:
+                parts.append(f"{label} 0: no cells")
+        lines.append(f"  {'; '.join(parts)}")
     winners = [r["winner"] for r in ordered]
     lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGIES))
     lines.append("goal: agreement ≥ 80 %, mean regret ≤ 1 point, worst ≤ 3, better than every baseline")
     return "\n".join(lines)
 
 
+def rows(paths: list[Path]) -> list[dict]:
+    found = cells.read(paths)
+    if not found:
+        raise SystemExit(f"no cells in {', '.join(map(str, paths))}; run benchmarks/collect.py first")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=meta.RESULTS)
+    parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
     args = parser.parse_args()
-    print(evaluate(meta.rows(args.results)))
+    print(evaluate(rows(args.results)))
 
 
 if __name__ == "__main__":

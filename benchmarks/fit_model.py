@@ -4,7 +4,7 @@ Reproducible: the same results file gives the same model (fixed seeds). The card
 and its leave-one-dataset-out (LODO) error; the same LODO residuals set the prediction intervals. It also
 compares the model's inputs with the finer image measures added, so each refit re-checks that choice.
 
-    python benchmarks/fit_model.py [--results benchmarks/results/cells.jsonl]
+    python benchmarks/fit_model.py [--results FILE ...]   # default: the CPU and GPU cells
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 import advisor
-from advisor import learned
+from advisor import cells, learned
+from advisor.state import PACKAGED_MODEL
 from advisor.schemas import STRATEGIES
 
-import meta
 
 
 def lodo_figures(oof: np.ndarray, Y: np.ndarray, n_classes: np.ndarray) -> dict:
@@ -58,12 +58,19 @@ def fit(rows: list[dict]) -> tuple[dict[str, learned.StrategyModel], dict]:
     return {"default": model}, card
 
 
+def rows(paths: list[Path]) -> list[dict]:
+    found = cells.read(paths)
+    if not found:
+        raise SystemExit(f"no cells in {', '.join(map(str, paths))}; run benchmarks/collect.py first")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=meta.RESULTS)
-    parser.add_argument("--out", type=Path, default=learned.MODEL_PATH)
+    parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
+    parser.add_argument("--out", type=Path, default=PACKAGED_MODEL)
     args = parser.parse_args()
-    models, card = fit(meta.rows(args.results))
+    models, card = fit(rows(args.results))
     path = learned.save(models, card, args.out)
     print(json.dumps(card, indent=2))
     print(f"saved {path}")

@@ -8,23 +8,22 @@ from click.testing import CliRunner
 
 import advisor
 from advisor.units import EpochEquivalents
-from advisor import calibration, learned, store
+from advisor import calibration, cells, learned
 from advisor.cli import main
+from advisor.state import MachineState
 
-RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "cells.jsonl"
-ROWS = store.read(RESULTS)
+ROWS = cells.read()
 
 
 @pytest.fixture
-def packaged_model(tmp_path, monkeypatch):
-    """A model fitted on the committed meta-dataset, installed as the package's model for this test."""
+def model_state(tmp_path) -> MachineState:
+    """This test's machine state: a fresh home and a model fitted on the committed meta-dataset."""
     if len({r["dataset"] for r in ROWS}) < 3:
         pytest.skip("meta-dataset too small")
     X, Y, _, groups = learned.table(ROWS)
     models = {"default": learned.fit(X, Y, groups)[0]}
     path = learned.save(models, {"name": "test-model", "cells": len(ROWS)}, tmp_path / "m.joblib")
-    monkeypatch.setattr(learned, "MODEL_PATH", path)
-    return path
+    return MachineState(home=tmp_path / "home", model_path=path)
 
 
 def test_throughput_is_measured_once_per_machine(digits_dir):
@@ -35,19 +34,24 @@ def test_throughput_is_measured_once_per_machine(digits_dir):
     assert second.throughput.images_per_second == first.throughput.images_per_second
 
 
-def test_probe_calibrates_the_model_and_later_runs_use_it(digits_dir, packaged_model):
-    result = advisor.probe(digits_dir, minutes=10, seconds=6, max_train=100, progress=False)
-    assert result.recommendation.decided_by.startswith("learned model")
+def test_probe_calibrates_the_model_and_later_runs_use_it(digits_dir, model_state):
+    result = advisor.probe(digits_dir, minutes=10, seconds=6, max_train=100, progress=False, state=model_state)
+    assert result.recommendation.confidence.source == "model"  # the learned model ranked the strategies
     assert result.calibrated is not None and set(result.model_errors) == {"feature_extraction", "fine_tune", "retrain", "scratch"}
     weights = result.calibration_weights
     assert all(0 < w < 1 for w in weights.values())
     # feature extraction is complete in the probe; a few seconds of training are a small part of 10 minutes
     assert weights["feature_extraction"] > max(weights["fine_tune"], weights["retrain"], weights["scratch"])
     assert result.cost.value > 0 and "% of the 10 minutes budget" in result.cost.detail
-    (stored,) = calibration.probes()
+    (stored,) = calibration.probes(model_state)
     assert stored["errors"] == result.model_errors and stored["data"] == str(Path(digits_dir).resolve())
-    later = advisor.recommend(digits_dir, minutes=10)
-    assert "corrected by 1 probe(s)" in later.estimate("fine_tune").accuracy.detail
+    later = advisor.recommend(digits_dir, minutes=10, state=model_state)
+    k = EpochEquivalents(later.estimate("retrain").epochs_in_budget.value)
+    uncorrected = learned.LearnedPredictor(*learned.load(model_state.model_path), later.similarity).predict(later.facts, k)
+    offsets = calibration.correction([stored], k, str(Path(digits_dir).resolve()))
+    for s in ("fine_tune", "retrain"):
+        shift = later.estimate(s).accuracy.value - uncorrected[s].value
+        assert shift != 0 and np.sign(shift) == np.sign(offsets[s])
 
 
 def test_calibrate_show_and_reset():

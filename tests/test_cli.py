@@ -1,6 +1,7 @@
 """The command line: help everywhere, JSON output, and one clear line (no traceback) for bad input."""
 
 import json
+import math
 
 import pytest
 from click.testing import CliRunner
@@ -59,7 +60,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, digits_dir):
         result = runner.invoke(main, ["recommend", *args])
         assert result.exit_code != 0, args
         assert message in result.output, (args, result.output)
-        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output, args
+        assert isinstance(result.exception, SystemExit), (args, result.exception)  # click's clean exit, nothing uncaught
+        assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1, result.output
 
 
 def test_corrupt_file_is_a_warning_not_an_error(tmp_path, digits_dir):
@@ -86,6 +89,8 @@ def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
     assert sorted(probe.ranking) == sorted(r.strategy for r in probe.runs)
     accs = {r.strategy: r.val_accuracy for r in probe.runs}
     assert accs[probe.ranking[0]] == max(accs.values())
-    assert probe.agrees == probe.verdict.startswith("The probe agrees")
+    best, chosen, n = probe.ranking[0], probe.recommendation.strategy, probe.val_images
+    se = math.sqrt(max(accs[best] * (1 - accs[best]), 0.25 / n) / n)  # agreement: within one binomial standard error
+    assert probe.agrees == (accs[best] - accs[chosen] <= se)
     stored = [json.loads(line) for line in open(probe.stored_at)]
     assert len(stored) == 1 and stored[0]["runs"][0]["strategy"] == "feature_extraction"

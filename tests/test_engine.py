@@ -51,11 +51,20 @@ def test_time_budget_is_respected(digit_tensors, hw):
     assert 2.0 <= r.seconds <= 2.0 + max(3 * step, 1.0)  # stops within about a step of the budget
 
 
-def test_augment_keeps_shape_and_pixels(hw):
-    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16) % 256
-    out = engine.augment(x.to(torch.uint8), flip=True)
-    assert out.shape == x.shape
-    assert out.min() >= 0 and out.max() <= 255
+def test_augment_shifts_and_flips_but_keeps_the_pixels(hw):
+    x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    out = engine.augment(x, flip=True, generator=g)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    changed = (out != x.float()).flatten(1).any(1)
+    assert changed.float().mean() > 0.5  # most images moved (a crop offset of 0 and no flip leaves one unchanged)
+    # every output pixel is a pixel of the reflect-padded input: crops move pixels, they never invent values
+    padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect")
+    for i in range(8):
+        candidates = [padded[i, :, dy : dy + 16, dx : dx + 16] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in candidates)
+    unflipped = engine.augment(x, flip=False, pad_fraction=1 / 8, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(unflipped, out)
 
 
 def test_lr_schedule_warms_up_then_decays():

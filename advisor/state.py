@@ -1,0 +1,34 @@
+"""Per-machine state as an explicit input: where advisor keeps what it learns, and which learned model it uses.
+
+Chosen once at the top (the CLI, or the caller of :func:`advisor.recommend`) and passed down; nothing below
+reads an environment variable or a global path on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGED_MODEL = Path(__file__).parent / "models" / "strategy_model.joblib"
+
+
+def default_home() -> Path:
+    """``$ADVISOR_HOME``, else ``~/.local/share/advisor``."""
+    return Path(os.environ.get("ADVISOR_HOME") or Path.home() / ".local" / "share" / "advisor")
+
+
+@dataclass(frozen=True)
+class MachineState:
+    home: Path = field(default_factory=default_home)  # calibration records and stored probe results
+    model_path: Path = PACKAGED_MODEL  # the learned model's joblib file
+    machine: str = field(default_factory=socket.gethostname)  # records of other machines sharing ``home`` are ignored
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.home / "calibration.jsonl"
+
+    @property
+    def probes_path(self) -> Path:
+        return self.home / "probes.jsonl"
