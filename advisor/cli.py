@@ -7,9 +7,8 @@ import warnings
 
 import click
 
-from . import api, calibration, datasets, report
-from .probing import probe as run_probe
-from .backbone import BACKBONES, DEFAULT_BACKBONE
+from . import calibration, datasets, report
+from .registry import BACKBONES, DEFAULT_BACKBONE
 from .errors import AdvisorError
 from .state import MachineState
 
@@ -55,7 +54,15 @@ def _common_options(func):
 
 
 def _log(as_json: bool):
+    from . import api  # torch loads only when a command needs it: --help and errors stay fast
+
     return api.quiet if as_json else api.stderr_log
+
+
+def run_probe(*args, **kwargs):
+    from .probing import probe
+
+    return probe(*args, **kwargs)
 
 
 @click.group()
@@ -77,6 +84,8 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
                            state=MachineState())
         click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
         return
+    from . import api
+
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                         weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json),
                         state=MachineState())
@@ -107,6 +116,8 @@ def probe(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, 
 @_user_errors
 def profile(data, as_json):
     """Show what advisor sees in a data folder (reads headers only; writes nothing)."""
+    from . import api
+
     p = api.profile(data)
     click.echo(p.model_dump_json(indent=2) if as_json else report.profile_text(p))
 

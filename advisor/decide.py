@@ -68,7 +68,7 @@ def _settings(
     epochs: Quantity, backbone: str,
 ) -> Settings:
     resolution = plan_resolution(facts.resolution, book)
-    strat = registry.resolve(name, resolution, facts.n_images)
+    strat = registry.resolve(name, resolution, facts.n_images, depth=chosen.get("fine_tune_depth"))
     trained = strat.trains_backbone
     pad = (1 / 4 if chosen.get("augmentation") == "strong" else 1 / 8) if trained else None
     hflip = trained and bool(chosen.get("hflip", True))

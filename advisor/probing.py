@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from . import api, calibration, engine, images, learned, store
 from . import backbone as bb
+from . import registry
 from .decide import decide
 from .errors import AdvisorError
 from .scan import scan
@@ -120,7 +121,8 @@ def probe(
                   bar_format="{desc:<26}{bar}| {n:.0f}% [{elapsed}]") as bar:
             def tick(done: float, bar=bar) -> None:
                 bar.update(round(100 * done) - bar.n)
-            r = engine.run(name, train, val, n_classes, hw, seconds=per_strategy,
+            depth = rec.estimate(name).settings.fine_tune_depth  # the advised configuration, not the registry's default
+            r = engine.run(registry.resolve(name, res, len(train[0]), depth=depth), train, val, n_classes, hw, seconds=per_strategy,
                            batch_size=planned.batch_size, flip=flip, pad_fraction=pad,
                            backbone=backbone, weights=weights, progress=tick)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import RulesError
+from .registry import FINE_TUNE_DEPTHS
 from .schemas import STRATEGIES, FiredRule, StrategyName
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
@@ -18,7 +19,7 @@ FACTS = (
     "n_images", "n_classes", "images_per_class", "resolution", "channels", "imbalance", "similarity", "budget_hours",
     *(f"epochs_{s}" for s in STRATEGIES),
 )
-SETTINGS = {"augmentation": ("light", "strong"), "hflip": (True, False)}
+SETTINGS = {"augmentation": ("light", "strong"), "hflip": (True, False), "fine_tune_depth": FINE_TUNE_DEPTHS}
 _CONDITION = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
 
 
@@ -29,7 +30,7 @@ class Rule(BaseModel):
     when: list[str] = Field(default_factory=list)
     prefer: dict[StrategyName, float] = Field(default_factory=dict)
     exclude: list[StrategyName] = Field(default_factory=list)
-    set_: dict[str, str | bool] = Field(default_factory=dict, alias="set")
+    set_: dict[str, str | bool | int] = Field(default_factory=dict, alias="set")
     reason: str
 
     @field_validator("set_")
