@@ -25,6 +25,7 @@ def test_recommend_on_a_folder(rec):
         assert e.expected_seconds.value <= 30 * 60 + 1e-6
 
 
+@pytest.mark.slow
 def test_default_uses_the_packaged_learned_model(digits_dir):
     from advisor import learned
 
@@ -70,6 +71,7 @@ def test_folder_and_numbers_together_is_an_error(digits_dir):
         advisor.recommend(digits_dir, n_images=5, hours=1)
 
 
+@pytest.mark.slow
 def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
     import numpy as np
     from PIL import Image
@@ -88,6 +90,7 @@ def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
     assert sim.linear_accuracy is not None
 
 
+@pytest.mark.slow
 def test_probe_uses_the_val_split(digits_dir, tmp_path):
     from .conftest import copy_tree
 

@@ -34,6 +34,7 @@ def test_throughput_is_measured_once_per_machine(digits_dir):
     assert second.throughput.images_per_second == first.throughput.images_per_second
 
 
+@pytest.mark.slow
 def test_probe_calibrates_the_model_and_later_runs_use_it(digits_dir, model_state):
     result = advisor.probe(digits_dir, minutes=10, seconds=6, max_train=100, progress=False, state=model_state)
     assert result.recommendation.confidence.source == "model"  # the learned model ranked the strategies

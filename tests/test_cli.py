@@ -28,6 +28,7 @@ def test_profile_command(digits_dir):
     assert data["n_classes"] == 10
 
 
+@pytest.mark.slow
 def test_recommend_json_and_text(digits_dir):
     before = snapshot(digits_dir)
     result = runner.invoke(main, ["recommend", "--data", str(digits_dir), "--gpu-hours", "0.5", "--json"])
@@ -81,6 +82,7 @@ def test_demo_data_exports_a_real_folder(tmp_path):
     assert again.exit_code != 0 and "already exists" in again.output
 
 
+@pytest.mark.slow
 def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
     result = runner.invoke(main, ["probe", "--data", str(digits_dir), "--minutes", "10", "--seconds", "6", "--json"])
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ import collect  # noqa: E402  (a script in benchmarks/, not part of the package)
 from advisor import cells, store  # noqa: E402
 
 
+@pytest.mark.slow
 def test_a_cell_runs_every_strategy_and_resumes(tmp_path, capsys):
     out = tmp_path / "cells.jsonl"
     cell = collect.Cell("lfw", 5, 1, 0)

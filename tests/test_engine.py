@@ -8,6 +8,7 @@ from advisor import engine, strategies
 from advisor.schemas import STRATEGIES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_every_strategy_trains_a_few_real_steps(name, digit_tensors, hw):
     train, val = digit_tensors
@@ -17,11 +18,13 @@ def test_every_strategy_trains_a_few_real_steps(name, digit_tensors, hw):
     assert r.curve and r.curve[-1][1] == r.val_accuracy
 
 
+@pytest.mark.slow
 def test_feature_extraction_beats_chance(digit_tensors, hw):
     train, val = digit_tensors
     assert engine.run("feature_extraction", train, val, 10, hw, epochs=1).val_accuracy > 0.5
 
 
+@pytest.mark.slow
 def test_retrain_learns(digit_tensors, hw):
     train, val = digit_tensors
     r = engine.run("retrain", train, val, 10, hw, epochs=4, batch_size=32, flip=False, eval_points=1)
@@ -44,6 +47,7 @@ def test_fine_tune_leaves_frozen_layers_and_their_statistics_alone(digit_tensors
     assert any(not torch.equal(before[k], after[k]) for k in trained)
 
 
+@pytest.mark.slow
 def test_time_budget_is_respected(digit_tensors, hw):
     train, val = digit_tensors
     r = engine.run("fine_tune", train, val, 10, hw, seconds=2.0, batch_size=16, eval_points=1)
@@ -77,6 +81,7 @@ def test_throughput_is_measured(name, hw):
     assert engine.measure_images_per_second(name, 32, 4, hw, steps=1) > 0
 
 
+@pytest.mark.slow
 def test_budget_in_epoch_equivalents(digit_tensors, hw):
     train, val = digit_tensors
     r = engine.run("fine_tune", train, val, 10, hw, equivalents=EpochEquivalents(2.0), speed_ratio=1.5, batch_size=16, eval_points=2)
