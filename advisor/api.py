@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from . import backbone as bb
+from . import registry
 from . import budget as budget_mod
 from . import calibration, engine, hardware, images, learned, similarity
 from . import rules as rules_mod
@@ -40,17 +41,22 @@ def timing_batch(hw: Hardware, batch_size: int) -> int:
     return batch_size if hw.device == "cuda" else min(batch_size, 8)
 
 
-def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE, steps: int = 2) -> Throughput:
+def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE, steps: int = 2,
+                       scratch_resolution: int | None = None, n_images: int = 0) -> Throughput:
     """Images/s of each strategy's training step on this device, from real timed steps.
 
-    Scratch is timed on the network advisor/architectures.py sizes to ``resolution``. On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
+    Scratch is timed on the network the registry sizes to ``n_images`` at ``scratch_resolution`` (the images'
+    own side; default ``resolution``), the others at ``resolution``. On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
     """
     t0 = time.perf_counter()
     timed_batch = timing_batch(hw, batch_size)
-    ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES}
+    ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES if s != "scratch"}
+    scratch_res = scratch_resolution or resolution
+    scratch = registry.resolve("scratch", scratch_res, n_images)
+    ips["scratch"] = engine.measure_images_per_second(scratch, scratch_res, timed_batch, hw, steps, backbone)
     return Throughput(
         resolution=resolution, batch_size=timed_batch, images_per_second={s: round(v, 2) for s, v in ips.items()},
-        detail=f"{steps} timed steps after one warm-up, batch {timed_batch}, {resolution}px, on {hw.name}",
+        detail=f"{steps} timed steps after one warm-up, batch {timed_batch}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}",
         seconds=round(time.perf_counter() - t0, 2),
     )
 
@@ -165,12 +171,14 @@ def recommend_scanned(
 def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log) -> Throughput:
     """Throughput at the planned resolution: from this machine's calibration record, else timed now and recorded."""
     res, batch = plan_resolution(facts.resolution, book), plan_batch_size(hw, facts.n_images, book)
-    cached = calibration.cached_throughput(state, hw, backbone, res, timing_batch(hw, batch))
+    scratch_res = plan_resolution(facts.resolution, book, native=True)
+    scratch = f"{registry.resolve('scratch', scratch_res, facts.n_images).arch}@{scratch_res}px"
+    cached = calibration.cached_throughput(state, hw, backbone, res, timing_batch(hw, batch), scratch)
     if cached:
         log(f"throughput at {res}px from this machine's calibration record")
         return cached
     log(f"timing training steps of each strategy at {res}px on {hw.name} …")
-    throughput = measure_throughput(hw, res, batch, backbone)
-    calibration.record_throughput(state, throughput, hw, backbone)
+    throughput = measure_throughput(hw, res, batch, backbone, scratch_resolution=scratch_res, n_images=facts.n_images)
+    calibration.record_throughput(state, throughput, hw, backbone, scratch)
     log(f"  done ({throughput.seconds:.1f} s)")
     return throughput

@@ -27,18 +27,22 @@ def _mine(state: MachineState, kind: str) -> list[dict]:
     return [r for r in store.read(state.calibration_path) if r.get("kind") == kind and r.get("machine") == state.machine]
 
 
-def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int) -> Throughput | None:
-    """The latest throughput measured on this machine and device for this backbone, resolution and batch."""
+def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
+                      scratch: str) -> Throughput | None:
+    """The latest throughput measured on this machine and device for this backbone, resolution, batch and scratch
+    network (``scratch``: e.g. ``cnn_s@28px``; records without one predate the right-sized scratch and are not reused)."""
     for r in reversed(_mine(state, "throughput")):
-        if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"]) == (hw.name, backbone, resolution, batch_size):
+        if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"], r.get("scratch")) == (
+                hw.name, backbone, resolution, batch_size, scratch):
             tp = Throughput.model_validate(r["throughput"])
             return tp.model_copy(update={"detail": f"measured on this machine at {r['time']} (advisor calibrate --reset to re-time); "
                                                    + tp.detail, "seconds": 0.0})
     return None
 
 
-def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str) -> None:
+def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str, scratch: str) -> None:
     store.append(state.calibration_path, {"kind": "throughput", "machine": state.machine, "device_name": hw.name, "backbone": backbone,
+                                          "scratch": scratch,
                           "resolution": tp.resolution, "batch_size": tp.batch_size, "throughput": tp.model_dump(), "time": _now()})
 
 

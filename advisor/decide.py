@@ -44,9 +44,12 @@ def _model_confidence(best: Quantity, second: Quantity) -> Quantity:
                     detail="probability that the chosen strategy beats the runner-up, from the model's intervals")
 
 
-def plan_resolution(image_side: int, book: rules_mod.RuleBook) -> int:
-    """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range."""
+def plan_resolution(image_side: int, book: rules_mod.RuleBook, native: bool = False) -> int:
+    """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range; with
+    ``native`` (a network trained from scratch) the images' own side, never upsampled."""
     lo, hi = book.settings["min_resolution"], book.settings["max_resolution"]
+    if native:
+        return int(min(hi, max(8, image_side)))
     return int(min(hi, max(lo, 32 * round(image_side / 32))))
 
 
@@ -67,7 +70,7 @@ def _settings(
     name: StrategyName, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, chosen: dict[str, str | bool],
     epochs: Quantity, backbone: str,
 ) -> Settings:
-    resolution = plan_resolution(facts.resolution, book)
+    resolution = plan_resolution(facts.resolution, book, native=not registry.get(name).pretrained)
     strat = registry.resolve(name, resolution, facts.n_images, depth=chosen.get("fine_tune_depth"))
     trained = strat.trains_backbone
     pad = (1 / 4 if chosen.get("augmentation") == "strong" else 1 / 8) if trained else None

@@ -9,8 +9,8 @@ CPU = Hardware(device="cpu", name="test CPU", cpu_threads=2, gpu_available=False
 BOOK = rules.load()
 
 
-def _rec(n_images, n_classes, similarity, hours, ips=None, channels=3):
-    facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=128, channels=channels)
+def _rec(n_images, n_classes, similarity, hours, ips=None, channels=3, resolution=128):
+    facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
     tp = None
     if ips:
         tp = Throughput(resolution=128, batch_size=8, images_per_second=ips, detail="given", seconds=0)
@@ -48,8 +48,19 @@ def test_large_different_data_with_big_budget_trains_all_layers():
 
 
 def test_scratch_is_ruled_out_without_data_or_budget():
-    assert not _rec(5000, 10, 0.3, 200, FAST).estimate("scratch").feasible
+    assert not _rec(150, 10, 0.3, 200, FAST).estimate("scratch").feasible
     assert not _rec(100_000, 10, 0.3, 1, SLOW).estimate("scratch").feasible
+    assert _rec(5000, 10, 0.3, 200, FAST).estimate("scratch").feasible
+
+
+def test_small_images_far_from_imagenet_favour_a_compact_network_from_scratch():
+    rec = _rec(5000, 10, 0.3, 1, FAST, channels=1, resolution=28)
+    scratch = rec.estimate("scratch")
+    assert scratch.feasible and "scratch-small-images-far-domain" in [f.id for f in rec.fired_rules]
+    assert scratch.settings.backbone == "cnn_s" and scratch.settings.resolution == 28 and not scratch.settings.pretrained
+    assert rec.estimate("fine_tune").settings.resolution == 64  # pretrained backbones keep the rules' minimum
+    near = _rec(5000, 10, 0.7, 1, FAST, resolution=28)
+    assert near.strategy != "scratch" and near.estimate("scratch").score.value < scratch.score.value
 
 
 def test_tiny_budget_moves_to_cheaper_strategies():
