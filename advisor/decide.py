@@ -150,12 +150,17 @@ def decide(
     if not feasible:  # nothing fits: the cheapest strategy (the registry lists it first) is the only one that can start
         feasible = [estimates[0]]
         warnings.append("No strategy fits the budget; feature extraction on a subset is the only option.")
+    off_domain = [s for s, q in predicted.items() if q.domain == "outside"]
+    if predicted and off_domain:  # the model is guessing here: the rules decide, its numbers are shown as guesses
+        warnings.append("Learned model: " + predicted[off_domain[0]].detail.split("; ")[-1]
+                        + ". The rules decided; its accuracies are shown as guesses.")
+        predicted = {}
     if predicted:
         ranked = sorted(feasible, key=lambda e: (predicted[e.strategy].value, e.score.value), reverse=True)
         decided_by = f"learned model '{predictor.name}' ranked the strategies the rules left feasible"
     else:
         ranked = sorted(feasible, key=lambda e: e.score.value, reverse=True)  # stable: ties go to the cheaper
-        decided_by = f"rules ({book.source})"
+        decided_by = f"rules ({book.source})" + (": the learned model is outside its fitted region" if off_domain else "")
     best = ranked[0]
     if predicted and len(ranked) > 1 and best.accuracy.low is not None:
         confidence = _model_confidence(best.accuracy, ranked[1].accuracy)

@@ -33,6 +33,21 @@ NUMBERS_FEATURES = ("log_images", "log_classes", "log_per_class", "channels", "s
 # benchmarks/fit_model.py re-checks this at every refit and records both in the model card.
 DEFAULT_FEATURES = NUMBERS_FEATURES
 MONOTONE = {"log_images": 1, "log_per_class": 1, "log_budget": 1}  # accuracy never falls with more data or time
+EPS = 0.01  # normalised accuracies are clipped to [EPS, 1 − EPS] before the logit: the model never predicts 0 or 1
+NEAR, OUTSIDE = 0.0, 0.25  # a feature beyond its fitted range by more than this share of the range is "outside"
+DESCRIBE = {  # how each feature is shown when a query lies outside the fitted region
+    "log_images": ("images", math.exp), "log_classes": ("classes", math.exp), "log_per_class": ("images per class", math.exp),
+    "channels": ("channels", float), "similarity": ("similarity", float), "log_budget": ("budget in epoch-equivalents", math.exp),
+}
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
 
 
 def feature_row(n_images: float, n_classes: float, channels: float, similarity: float, budget: EpochEquivalents,
@@ -87,20 +102,37 @@ def fit(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, **params) -> tuple["St
     out-of-fold predictions (NaN where a data set could not be held out)."""
     oof = leave_one_dataset_out(X, Y, groups, **params)
     ok = ~np.isnan(oof).any(axis=1)
-    return StrategyModel(**params).fit(X, Y, (Y - oof)[ok] if ok.any() else None), oof
+    model = StrategyModel(**params)
+    return model.fit(X, Y, (model.transform(Y) - model.transform(oof))[ok] if ok.any() else None), oof
 
 
 class StrategyModel:
-    """Predicts the normalised accuracy of every strategy from the columns ``features``; sklearn-style."""
+    """Predicts the normalised accuracy of every strategy from the columns ``features``; sklearn-style.
+
+    ``scale``: "linear" fits the normalised accuracy itself, "logit" its logit (a scale that cannot saturate).
+    Either way predictions are kept inside [EPS, 1 − EPS] and intervals reach past the prediction on both
+    sides, so no point prediction of 100 % and no zero-width interval. Measured in leave-one-dataset-out
+    evaluation the logit scale decided worse (README), so "linear" is the default. The model remembers the
+    range of every feature it was fitted on (:meth:`domain`), so a query far outside it can be flagged and its
+    interval widened.
+    """
 
     def __init__(self, features: tuple[str, ...] = DEFAULT_FEATURES, max_iter: int = 300, learning_rate: float = 0.05,
-                 max_depth: int = 2, min_samples_leaf: int = 5, coverage: float = 0.8):
+                 max_depth: int = 2, min_samples_leaf: int = 5, coverage: float = 0.8, scale: str = "linear"):
         self.features = features
+        self.scale = scale
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
         self.coverage = coverage
+
+    def transform(self, normalised: np.ndarray) -> np.ndarray:
+        """Normalised accuracy → the scale the model is fitted on."""
+        return logit(normalised) if getattr(self, "scale", "linear") == "logit" else np.asarray(normalised, dtype=float)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return sigmoid(z) if getattr(self, "scale", "linear") == "logit" else np.clip(z, -1.0, 1 - EPS)
 
     def _columns(self, X: np.ndarray) -> np.ndarray:
         return X[:, [FEATURES.index(f) for f in self.features]]
@@ -112,9 +144,11 @@ class StrategyModel:
 
     def fit(self, X: np.ndarray, Y: np.ndarray, residuals: np.ndarray | None = None) -> "StrategyModel":
         """``X``: rows of :data:`FEATURES`; ``Y``: (n, 4) normalised accuracies in :data:`STRATEGIES` order.
-        ``residuals``: out-of-fold errors that set the interval half-widths (unknown without them)."""
+        ``residuals``: out-of-fold errors on the model's scale that set the interval half-widths (unknown without them)."""
         Xc = self._columns(X)
-        self.estimators_ = [self._estimator().fit(Xc, Y[:, j]) for j in range(Y.shape[1])]
+        Z = self.transform(Y)
+        self.estimators_ = [self._estimator().fit(Xc, Z[:, j]) for j in range(Y.shape[1])]
+        self.ranges_ = {f: (float(np.nanmin(Xc[:, i])), float(np.nanmax(Xc[:, i]))) for i, f in enumerate(self.features)}
         if residuals is not None and len(residuals):
             self.half_width_ = np.quantile(np.abs(residuals), self.coverage, axis=0)
         else:
@@ -122,10 +156,32 @@ class StrategyModel:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Normalised accuracies (chance = 0, perfect = 1), strictly inside (0, 1)."""
         if not hasattr(self, "estimators_"):
             raise RuntimeError("StrategyModel is not fitted yet; call fit first.")
         Xc = self._columns(X)
-        return np.column_stack([e.predict(Xc) for e in self.estimators_])
+        return self.inverse(np.column_stack([e.predict(Xc) for e in self.estimators_]))
+
+    def interval(self, normalised: np.ndarray, widen: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """The interval around normalised predictions: ± the half-width on the model's scale, × ``widen``; its
+        upper end stays below perfect but above the prediction."""
+        z, w = self.transform(normalised), self.half_width_ * widen
+        lo, hi = self.inverse(z - w), self.inverse(z + w)
+        return lo, np.maximum(hi, np.minimum(np.asarray(normalised) + EPS / 2, 1 - EPS / 4))
+
+    def domain(self, row: list[float] | np.ndarray) -> tuple[str, float, list[str]]:
+        """Where one row of :data:`FEATURES` lies against the fitted region: ("inside" | "near" | "outside",
+        the total distance beyond the ranges in range widths, and a phrase per feature that is beyond)."""
+        values = self._columns(np.asarray([row], dtype=float))[0]
+        total, out = 0.0, []
+        for f, v in zip(self.features, values):
+            lo, hi = self.ranges_[f]
+            excess = max(lo - v, v - hi, 0.0) / max(hi - lo, 1e-9)
+            if excess > NEAR:
+                name, show = DESCRIBE.get(f, (f, float))
+                out.append(f"{name} {show(v):.3g} (fitted {show(lo):.3g}–{show(hi):.3g})")
+                total += excess
+        return ("outside" if total > OUTSIDE else "near" if total > NEAR else "inside"), total, out
 
 
 def save(models: dict[str, StrategyModel], card: dict, path: Path | None = None) -> Path:
@@ -174,17 +230,23 @@ class LearnedPredictor:
             return {}
         k = budget.value
         norm = self.normalised(facts, budget)
+        row = feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures)
+        where, distance, beyond = self.model.domain(row)
         offsets = calibration.correction(self.probes, budget, self.data) if self.probes else {}
         note = (f"; corrected by {len(self.probes)} probe(s) on this machine: "
                 + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if offsets else ""
+        if beyond:
+            note += (f"; {where} the region the model was fitted on — " + ", ".join(beyond)
+                     + f": a guess, its interval widened ×{1 + distance:.2g}")
+        mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGIES]), EPS, 1 - EPS)
+        lo, hi = self.model.interval(mu, 1 + distance)
         out = {}
         for j, s in enumerate(STRATEGIES):
-            mu = norm[j] + offsets.get(s, 0.0)
-            w = self.model.half_width_[j]
-            lo, hi = to_accuracy(mu - w, facts.n_classes), to_accuracy(mu + w, facts.n_classes)
+            known = not np.isnan(self.model.half_width_[j])
             out[s] = Quantity(
-                value=round(float(to_accuracy(mu, facts.n_classes)), 4), source="model",
-                low=None if np.isnan(w) else round(float(lo), 4), high=None if np.isnan(w) else round(float(hi), 4),
+                value=round(float(to_accuracy(mu[j], facts.n_classes)), 4), source="model", domain=where,
+                low=round(float(to_accuracy(lo[j], facts.n_classes)), 4) if known else None,
+                high=round(float(to_accuracy(hi[j], facts.n_classes)), 4) if known else None,
                 detail=f"{self.model.coverage:.0%} interval from leave-one-dataset-out residuals; fitted on "
                 f"{self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents" + note,
             )

@@ -21,6 +21,8 @@ class Quantity(BaseModel):
     detail: str = ""
     low: float | None = Field(None, description="lower end of the interval, where the source gives one")
     high: float | None = Field(None, description="upper end of the interval")
+    domain: Literal["inside", "near", "outside"] | None = Field(
+        None, description="model numbers: whether the query lies inside the region the model was fitted on")
 
     def __str__(self) -> str:
         return f"{self.value:g}{(' ' + self.unit) if self.unit else ''} [{self.source}]"

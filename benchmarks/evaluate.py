@@ -93,7 +93,9 @@ def evaluate(rows: list[dict]) -> str:
             continue
         model, _ = learned.fit(X[train], Y[train], groups[train])
         pred = model.predict(X[held])
-        covered.extend((np.abs(Y[held] - pred) <= model.half_width_).ravel().tolist())
+        lo, hi = model.interval(pred)
+        truth = np.clip(Y[held], learned.EPS, 1 - learned.EPS)
+        covered.extend(((lo <= truth) & (truth <= hi)).ravel().tolist())
         for i, p in zip(held, pred):
             row = rows[i]
             ordered.append(row)

@@ -48,10 +48,11 @@ def fit(rows: list[dict]) -> tuple[dict[str, learned.StrategyModel], dict]:
         "datasets": {g: int((groups == g).sum()) for g in np.unique(groups)},
         "devices": sorted({r["device_name"] for r in rows}),
         "features": list(model.features),
-        "target": "accuracy rescaled so chance = 0, perfect = 1; one HistGradientBoostingRegressor per strategy, "
-                  "non-decreasing in images and budget",
+        "target": f"accuracy rescaled so chance = 0, perfect = 1, on the {model.scale} scale (kept within 1-99 %); one "
+                  "HistGradientBoostingRegressor per strategy, non-decreasing in images and budget",
         "interval": f"{model.coverage:.0%} quantile of |leave-one-dataset-out residual| per strategy",
-        "interval_half_width_normalised": {s: round(float(w), 4) for s, w in zip(STRATEGIES, model.half_width_)},
+        "interval_half_width_logit": {s: round(float(w), 4) for s, w in zip(STRATEGIES, model.half_width_)},
+        "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in model.ranges_.items()},
         "lodo": lodo_figures(oof, Y, n_classes),
         "lodo_with_image_measures": lodo_figures(with_measures, Y, n_classes),
     }

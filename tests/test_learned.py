@@ -69,3 +69,31 @@ def test_more_budget_or_more_images_never_predicts_lower(fitted):
         assert np.all(np.diff(by_budget, axis=0) >= -1e-9)
     by_size = model.predict(np.array([learned.feature_row(10 * n, 10, 3, 0.6, EpochEquivalents(3.0)) for n in (5, 20, 100, 500, 2000)]))
     assert np.all(np.diff(by_size, axis=0) >= -1e-9)
+
+
+def test_predictions_never_saturate_and_intervals_never_collapse(fitted):
+    _, _, models, path = fitted
+    loaded, card = learned.load(path)
+    for n_images, k in ((20_000, 30.0), (1_000_000, 5000.0), (20, 0.01)):
+        facts = DataFacts(n_images=n_images, n_classes=10, resolution=32, channels=1, similarity=0.4)
+        for q in learned.LearnedPredictor(loaded, card).predict(facts, EpochEquivalents(k)).values():
+            assert q.value < 1.0 and round(q.value, 3) < 1.0  # never a 100.0 % point prediction
+            assert q.high - q.low > 0.005 and q.low <= q.value <= q.high
+
+
+def test_queries_outside_the_fitted_region_are_flagged_and_the_rules_decide(fitted):
+    _, _, models, path = fitted
+    loaded, card = learned.load(path)
+    predictor = learned.LearnedPredictor(loaded, card)
+    facts = DataFacts(n_images=2000, n_classes=10, resolution=32, channels=1, similarity=0.4)
+    inside = predictor.predict(facts, EpochEquivalents(3.0))
+    outside = predictor.predict(facts, EpochEquivalents(1000.0))
+    assert {q.domain for q in inside.values()} == {"inside"}
+    assert {q.domain for q in outside.values()} == {"outside"}
+    assert "budget in epoch-equivalents 1e+03 (fitted 0.3–30)" in outside["retrain"].detail
+    width = lambda q: q.high - q.low  # noqa: E731
+    assert width(outside["fine_tune"]) > width(predictor.predict(facts, EpochEquivalents(30.0))["fine_tune"])
+    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
+    rec = decide.decide(facts, Budget(seconds=20_000 * 3600, given_as="20000 hours"), CPU, rules.load(), tp, predictor=predictor)
+    assert rec.confidence.source == "rule" and any(e.accuracy.domain == "outside" for e in rec.estimates)
+    assert any(w.startswith("Learned model: outside") for w in rec.warnings)
