@@ -37,7 +37,6 @@ def test_throughput_is_measured_once_per_machine(digits_dir):
 @pytest.mark.slow
 def test_probe_calibrates_the_model_and_later_runs_use_it(digits_dir, model_state):
     result = advisor.probe(digits_dir, minutes=10, seconds=6, max_train=100, progress=False, state=model_state)
-    assert result.recommendation.confidence.source == "model"  # the learned model ranked the strategies
     assert result.calibrated is not None and set(result.model_errors) == {"feature_extraction", "fine_tune", "retrain", "scratch"}
     weights = result.calibration_weights
     assert all(0 < w < 1 for w in weights.values())

@@ -50,7 +50,8 @@ def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
     facts = DataFacts(n_images=row["n_images"], n_classes=row["n_classes"], resolution=32, channels=row["channels"],
                       similarity=row["similarity"]["score"])
     tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
-    rec = decide.decide(facts, Budget(seconds=60, given_as="1 minute"), CPU, rules.load(), tp,
+    seconds = 3 * row["n_images"] / 100  # 3 epoch-equivalents at the given 100 img/s: inside the fitted region
+    rec = decide.decide(facts, Budget(seconds=seconds, given_as="3 epochs"), CPU, rules.load(), tp,
                         predictor=learned.LearnedPredictor(loaded, card, row["similarity"]))
     feasible = [e for e in rec.estimates if e.feasible]
     assert all(e.accuracy.source == "model" and e.accuracy.low <= e.accuracy.value <= e.accuracy.high for e in rec.estimates)
