@@ -54,8 +54,9 @@ class CellRecord(BaseModel):
     schema_version: int = 1
 
 
-def read(paths: tuple[Path, ...] | list[Path] = FILES) -> list[dict]:
-    """Every cell in ``paths`` (files that do not exist are skipped), each checked against :class:`CellRecord`."""
+def read(paths: tuple[Path, ...] | list[Path] = FILES, required: bool = False) -> list[dict]:
+    """Every cell in ``paths`` (files that do not exist are skipped), each checked against :class:`CellRecord`;
+    with ``required``, finding none is an error."""
     rows = []
     for path in paths:
         for i, row in enumerate(store.read(Path(path)), 1):
@@ -65,4 +66,6 @@ def read(paths: tuple[Path, ...] | list[Path] = FILES) -> list[dict]:
                 raise AdvisorError(f"{path}, line {i}: not a meta-dataset cell ({exc.errors()[0]['loc']}: "
                                    f"{exc.errors()[0]['msg']})") from None
             rows.append(row)
+    if required and not rows:
+        raise AdvisorError(f"no cells in {', '.join(map(str, paths))}; run benchmarks/collect.py first")
     return rows

@@ -87,7 +87,7 @@ def recommendation_text(r: Recommendation) -> str:
     elif fe is not None:
         lines.append(f"  accuracy [model]: {fe.detail}")
     if r.throughput:
-        lines.append(f"  throughput [measured]: " + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())
+        lines.append("  throughput [measured]: " + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())
                      + f" ({r.throughput.detail})")
     lines.append("Fired rules: " + ", ".join(f.id for f in r.fired_rules))
     if r.similarity:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (cheapest first)
+from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (re-exported: cheapest first)
 from .registry import StrategyName
 
 Source = Literal["measured", "rule", "estimated", "user", "model"]

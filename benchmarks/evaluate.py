@@ -145,18 +145,11 @@ def evaluate(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def rows(paths: list[Path]) -> list[dict]:
-    found = cells.read(paths)
-    if not found:
-        raise SystemExit(f"no cells in {', '.join(map(str, paths))}; run benchmarks/collect.py first")
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
     args = parser.parse_args()
-    print(evaluate(rows(args.results)))
+    print(evaluate(cells.read(args.results, required=True)))
 
 
 if __name__ == "__main__":

@@ -59,19 +59,12 @@ def fit(rows: list[dict]) -> tuple[dict[str, learned.StrategyModel], dict]:
     return {"default": model}, card
 
 
-def rows(paths: list[Path]) -> list[dict]:
-    found = cells.read(paths)
-    if not found:
-        raise SystemExit(f"no cells in {', '.join(map(str, paths))}; run benchmarks/collect.py first")
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
     parser.add_argument("--out", type=Path, default=PACKAGED_MODEL)
     args = parser.parse_args()
-    models, card = fit(rows(args.results))
+    models, card = fit(cells.read(args.results, required=True))
     path = learned.save(models, card, args.out)
     print(json.dumps(card, indent=2))
     print(f"saved {path}")
