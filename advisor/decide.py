@@ -44,6 +44,37 @@ def _model_confidence(best: Quantity, second: Quantity) -> Quantity:
                     detail="probability that the chosen strategy beats the runner-up, from the model's intervals")
 
 
+TIE_CONFIDENCE = 0.6  # a model decision below this probability of beating the runner-up is a tie
+TIE_POINTS = 0.5  # a rule decision whose top two scores differ by less than this is a tie
+
+
+def _cost(e: StrategyEstimate) -> tuple[float, int]:
+    """Compute a strategy costs: its planned time where measured, else the registry's cheapest-first order."""
+    seconds = e.expected_seconds.value if e.expected_seconds else math.inf
+    return seconds, registry.STRATEGY_NAMES.index(e.strategy)
+
+
+def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity, book) -> tuple[StrategyEstimate, str | None, str | None]:
+    """(chosen, runner-up, the tie's explanation or None). When the top two are within the uncertainty, the one
+    that costs less compute is chosen and the reason says so."""
+    if len(ranked) < 2:
+        return ranked[0], None, None
+    first, second = ranked[0], ranked[1]
+    if confidence.source == "model":
+        tied, why = confidence.value < TIE_CONFIDENCE, f"a {confidence.value:.0%} chance that {first.strategy} is really better"
+    else:
+        gap = first.score.value - second.score.value
+        tied, why = gap < TIE_POINTS, f"rule scores {first.score.value:g} and {second.score.value:g}"
+    if not tied:
+        return first, second.strategy, None
+    cheaper, other = sorted((first, second), key=_cost)
+    cost = (f" ({cheaper.expected_seconds.value:.0f} s planned against {other.expected_seconds.value:.0f} s)"
+            if cheaper.expected_seconds and other.expected_seconds else "")
+    text = (f"Tie: {registry.TITLES[first.strategy]} and {registry.TITLES[second.strategy]} are within the uncertainty "
+            f"({why}); {registry.TITLES[cheaper.strategy]} costs less compute{cost}, so it is chosen.")
+    return cheaper, other.strategy, text
+
+
 def plan_resolution(image_side: int, book: rules_mod.RuleBook, native: bool = False) -> int:
     """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range; with
     ``native`` (a network trained from scratch) the images' own side, never upsampled."""
@@ -169,15 +200,19 @@ def decide(
         weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
         confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
                               detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
+    best, runner_up, tie = _break_tie(ranked, confidence, book)
     if budget.note:
         warnings.append(budget.note)
     if hw.note:
         warnings.append(hw.note)
+    reasons = (_model_reasons(ranked) + outcome.support(best.strategy) if predicted
+               else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."])
     return Recommendation(
         strategy=best.strategy,
         confidence=confidence,
-        reasons=_model_reasons(ranked) + outcome.support(best.strategy) if predicted
-        else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."],
+        runner_up=runner_up,
+        tie=tie is not None,
+        reasons=([tie] if tie else []) + reasons,
         fired_rules=outcome.fired,
         estimates=estimates,
         facts=facts,

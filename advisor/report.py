@@ -56,7 +56,9 @@ def recommendation_text(r: Recommendation) -> str:
     best = r.estimate(r.strategy)
     s = best.settings
     lines = [
-        f"Recommendation: {TITLES[r.strategy].upper()}  (confidence {r.confidence.value:.0%} [{r.confidence.source}])",
+        f"Recommendation: {TITLES[r.strategy].upper()}  (confidence {r.confidence.value:.0%} [{r.confidence.source}]"
+        + (f"; a tie with {TITLES[r.runner_up]}, the cheaper chosen)" if r.tie else
+           f"; runner-up {TITLES[r.runner_up]})" if r.runner_up else ")"),
         f"  decided by: {r.decided_by}",
         "Why:",
         *[f"  - {reason}" for reason in r.reasons],

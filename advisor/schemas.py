@@ -159,6 +159,8 @@ class DataFacts(BaseModel):
 class Recommendation(BaseModel):
     strategy: StrategyName
     confidence: Quantity
+    runner_up: StrategyName | None = Field(None, description="the next best strategy")
+    tie: bool = Field(False, description="the runner-up was within the uncertainty; the cheaper of the two was chosen")
     reasons: list[str]
     fired_rules: list[FiredRule]
     estimates: list[StrategyEstimate]

@@ -125,3 +125,19 @@ def test_bad_budgets(kwargs, message):
 def test_gpu_hours_on_a_cpu_say_so():
     b = budget.make(CPU, gpu_hours="4")
     assert b.seconds == 4 * 3600 and "No GPU" in b.note
+
+
+def test_a_tie_is_called_a_tie_and_the_cheaper_strategy_is_chosen():
+    rec = _rec(1800, 10, 0.36, 1, dict(feature_extraction=500.0, fine_tune=130.0, retrain=110.0, scratch=1100.0),
+               channels=1, resolution=8)
+    top = sorted((e for e in rec.estimates if e.feasible), key=lambda e: e.score.value, reverse=True)[:2]
+    assert top[0].score.value - top[1].score.value < decide.TIE_POINTS  # the two best rule scores are level
+    assert rec.tie and {rec.strategy, rec.runner_up} == {top[0].strategy, top[1].strategy}
+    chosen, other = rec.estimate(rec.strategy), rec.estimate(rec.runner_up)
+    assert chosen.expected_seconds.value < other.expected_seconds.value
+    assert rec.reasons[0].startswith("Tie:")
+
+
+def test_a_clear_lead_is_not_a_tie():
+    rec = _rec(300, 10, 0.8, 0.2, FAST)  # small data close to ImageNet: feature extraction leads clearly
+    assert rec.strategy == "feature_extraction" and not rec.tie and rec.runner_up is not None
