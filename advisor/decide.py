@@ -30,9 +30,9 @@ class Predictor(Protocol):
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
     best = ranked[0]
-    text = f"The learned model predicts {best.accuracy.value:.1%} for {best.strategy}, the best of the feasible strategies"
+    text = f"The learned model predicts {best.accuracy.value:.1%} for {best.strategy}"
     if len(ranked) > 1:
-        text += f" (next: {ranked[1].strategy} {ranked[1].accuracy.value:.1%})"
+        text += f" (runner-up: {ranked[1].strategy} {ranked[1].accuracy.value:.1%})"
     return [text + "."]
 
 
@@ -205,7 +205,7 @@ def decide(
         warnings.append(budget.note)
     if hw.note:
         warnings.append(hw.note)
-    reasons = (_model_reasons(ranked) + outcome.support(best.strategy) if predicted
+    reasons = (_model_reasons([best] + [e for e in ranked if e is not best]) + outcome.support(best.strategy) if predicted
                else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."])
     return Recommendation(
         strategy=best.strategy,
