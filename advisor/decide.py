@@ -54,7 +54,7 @@ def _cost(e: StrategyEstimate) -> tuple[float, int]:
     return seconds, registry.STRATEGY_NAMES.index(e.strategy)
 
 
-def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity, book) -> tuple[StrategyEstimate, str | None, str | None]:
+def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[StrategyEstimate, str | None, str | None]:
     """(chosen, runner-up, the tie's explanation or None). When the top two are within the uncertainty, the one
     that costs less compute is chosen and the reason says so."""
     if len(ranked) < 2:
@@ -200,7 +200,7 @@ def decide(
         weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
         confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
                               detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
-    best, runner_up, tie = _break_tie(ranked, confidence, book)
+    best, runner_up, tie = _break_tie(ranked, confidence)
     if budget.note:
         warnings.append(budget.note)
     if hw.note:

@@ -129,10 +129,10 @@ class StrategyModel:
 
     def transform(self, normalised: np.ndarray) -> np.ndarray:
         """Normalised accuracy → the scale the model is fitted on."""
-        return logit(normalised) if getattr(self, "scale", "linear") == "logit" else np.asarray(normalised, dtype=float)
+        return logit(normalised) if self.scale == "logit" else np.asarray(normalised, dtype=float)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return sigmoid(z) if getattr(self, "scale", "linear") == "logit" else np.clip(z, -1.0, 1 - EPS)
+        return sigmoid(z) if self.scale == "logit" else np.clip(z, -1.0, 1 - EPS)
 
     def _columns(self, X: np.ndarray) -> np.ndarray:
         return X[:, [FEATURES.index(f) for f in self.features]]

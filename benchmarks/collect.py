@@ -167,6 +167,14 @@ def variants(n_images: int, res: int, depths: tuple[int, ...]) -> dict[str, st.S
     return out
 
 
+def train_config(v: st.Strategy, cell: Cell, train, test_set, n_classes: int, flip: bool) -> tuple[float, dict]:
+    """Train one configuration for the cell's k epoch-equivalents: (its speed ratio, its run as stored)."""
+    ratio = speed_ratio(v, cell.res, min(32, len(train[0]))) if v.trains_backbone else 1.0
+    r = engine.run(v, train, test_set, n_classes, hardware.detect(), equivalents=EpochEquivalents(cell.k), speed_ratio=ratio,
+                   batch_size=32, flip=flip, seed=cell.seed)
+    return ratio, {k: v for k, v in asdict(r).items() if k != "strategy"}
+
+
 def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
     """Train every strategy (and fine-tune at each depth) on the cell's images for k epoch-equivalents;
     evaluate on the held-out test set. ``runs`` holds the four strategies, ``variants`` the other depths."""
@@ -176,14 +184,10 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
     hw = hardware.detect()
     train, test_set = (x[train_idx], y[train_idx]), (x[test], y[test])
     channels = 1 if cell.dataset in ("digits", "mnist", "fashion-mnist", "lfw") else 3
-    batch = min(32, len(train_idx))
     configs = variants(len(train_idx), cell.res, depths)
-    ratios = {name: 1.0 if not v.trains_backbone else speed_ratio(v, cell.res, batch) for name, v in configs.items()}
-    results = {}
+    ratios, results = {}, {}
     for name, v in configs.items():
-        r = engine.run(v, train, test_set, len(classes), hw, equivalents=EpochEquivalents(cell.k), speed_ratio=ratios[name],
-                       batch_size=32, flip=channels == 3, seed=cell.seed)
-        results[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
+        ratios[name], results[name] = train_config(v, cell, train, test_set, len(classes), channels == 3)
     runs = {s: results[s] for s in STRATEGIES}
     best = max(runs, key=lambda s: runs[s]["val_accuracy"])
     return {
@@ -208,17 +212,13 @@ def update_row(row: dict, names: tuple[str, ...] = ("scratch",)) -> dict:
     train_idx = train_indices(cell.dataset, cell.per_class, cell.seed)
     assert len(train_idx) == row["n_images"], "the draw of training images changed"
     sim = cell_similarity(cell.dataset, cell.per_class, cell.seed)
-    hw = hardware.detect()
     configs = variants(len(train_idx), cell.res, st.FINE_TUNE_DEPTHS)
     runs, extra = dict(row["runs"]), dict(row.get("variants", {}))
     ratios = dict(row["speed_ratios"])
     old = {n: row["runs"][n] for n in names if n in row["runs"] and row.get("schema", 1) < 2}
     for name in names:
-        v = configs[name]
-        ratios[name] = speed_ratio(v, cell.res, min(32, len(train_idx)))
-        r = engine.run(v, (x[train_idx], y[train_idx]), (x[test], y[test]), len(classes), hw, equivalents=EpochEquivalents(cell.k),
-                       speed_ratio=ratios[name], batch_size=32, flip=row["channels"] == 3, seed=cell.seed)
-        (runs if name in STRATEGIES else extra)[name] = {k: v for k, v in asdict(r).items() if k != "strategy"}
+        ratios[name], (runs if name in STRATEGIES else extra)[name] = train_config(
+            configs[name], cell, (x[train_idx], y[train_idx]), (x[test], y[test]), len(classes), row["channels"] == 3)
     out = {**row, "similarity": sim, "runs": runs, "variants": extra, "speed_ratios": ratios,
            "scratch_arch": configs["scratch"].arch, "fine_tune_depth": configs["fine_tune"].depth,
            "winner": max(runs, key=lambda s: runs[s]["val_accuracy"]), "schema": 2,
