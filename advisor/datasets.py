@@ -6,6 +6,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -86,21 +87,62 @@ CLIPART_CLASSES = [  # categories with at least 50 drawings; the large ones are 
 CLIPART_CAP = 150
 
 
-def _clipart() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-    """Open Clip Art: colour drawings (public domain), transparent parts pasted on white, at most 150 a class."""
+CLIPART_MANY = CLIPART_CLASSES + [  # further categories with at least 26 drawings: a 41-class set
+    "signs_and_symbols/map_symbols", "transportation/aiga-symbols", "special/gradients", "shapes/arrows",
+    "special/patterns", "transportation/roadsigns", "recreation/sports", "computer/buttons", "recreation/party",
+    "signs_and_symbols/led", "food/beverages", "computer/hardware", "recreation/holiday", "people/stickmen",
+    "shapes/jigsaw", "people/smilies", "buildings/homes", "tools/weapons", "transportation/boating", "plants/flowers",
+    "recreation/toys", "food/meats_and_eggs", "signs_and_symbols/weather", "people/bodypart", "shapes/flowchart",
+    "food/breads_and_carbs", "recreation/religion", "signs_and_symbols/clocks", "shapes/callouts",
+]
+
+
+def _clipart(classes: list[str] = CLIPART_CLASSES, cap: int = CLIPART_CAP, max_pixels: float = float("inf"),
+             ) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Open Clip Art: colour drawings (public domain), transparent parts pasted on white, at most ``cap`` a class;
+    drawings larger than ``max_pixels`` are skipped (a few pattern sheets are 168 M pixels)."""
     from .images import square
 
     if not CLIPART_DIR.is_dir():
         raise AdvisorError("Open Clip Art is not installed; run: apt-get install --no-install-recommends openclipart-png")
     x, y = [], []
-    for label, cls in enumerate(CLIPART_CLASSES):
+    for label, cls in enumerate(classes):
         paths = sorted((CLIPART_DIR / cls).rglob("*.png"))
-        for path in np.random.default_rng(0).permutation(paths)[:CLIPART_CAP] if len(paths) > CLIPART_CAP else paths:
-            with Image.open(path) as im:
+        for path in np.random.default_rng(0).permutation(paths)[:cap] if len(paths) > cap else paths:
+            with warnings.catch_warnings():  # the size is checked before any decoding
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)
+            with im:
+                if im.size[0] * im.size[1] > max_pixels:
+                    continue
                 im.draft("RGB", (256, 256))
                 x.append(square(im, 256) if max(im.size) > 512 else np.array(_rgb(im)))
             y.append(label)
-    return x, np.array(y), [c.replace("/", "-") for c in CLIPART_CLASSES]
+    return x, np.array(y), [c.replace("/", "-") for c in classes]
+
+
+CRAWL_DIR = Path("/usr/share/crawl/dat/tiles")
+CRAWL_SHEETS = ["feat", "floor", "wall"]  # sheets laid out on a 32-px grid
+
+
+def _crawl() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Dungeon Crawl Stone Soup tiles (CC0): 32×32 colour game tiles, classed by their sheet (dungeon features,
+    floors, walls); tiles less than half opaque and exact duplicates are dropped, transparency is black."""
+    if not (CRAWL_DIR / "wall.png").is_file():
+        raise AdvisorError("Dungeon Crawl tiles are not installed; run: apt-get install --no-install-recommends crawl-tiles-data")
+    x, y, seen = [], [], set()
+    for label, sheet in enumerate(CRAWL_SHEETS):
+        with Image.open(CRAWL_DIR / f"{sheet}.png") as im:
+            arr = np.array(im.convert("RGBA"))
+        for r in range(0, arr.shape[0] - 31, 32):
+            for c in range(0, arr.shape[1] - 31, 32):
+                tile = arr[r : r + 32, c : c + 32]
+                if (tile[..., 3] > 0).mean() <= 0.5 or tile.tobytes() in seen:
+                    continue
+                seen.add(tile.tobytes())
+                x.append((tile[..., :3] * (tile[..., 3:] / 255.0)).round().astype(np.uint8))
+                y.append(label)
+    return np.stack(x), np.array(y), CRAWL_SHEETS
 
 
 def _rgb(im: Image.Image) -> Image.Image:
@@ -124,15 +166,41 @@ def load_folder(root: str | os.PathLike) -> tuple[list[np.ndarray], np.ndarray, 
 
 SOURCES: dict[str, Callable[[], tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]]] = {
     "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion, "lfw": _lfw, "tuxpaint": _tuxpaint,
-    "clipart": _clipart,
+    "clipart": _clipart, "crawl": _crawl, "clipart-41": lambda: _clipart(CLIPART_MANY, 60, max_pixels=16e6),
 }
+GREYSCALE = {"digits", "mnist", "fashion-mnist", "lfw"}
+# Class subsets: (parent, classes kept). Each is its own task (other classes, other class count), but shares
+# images with its parent, so evaluations that leave a data set out leave out its whole family (``family``).
+SUBSETS: dict[str, tuple[str, list[str]]] = {
+    "fashion-2": ("fashion-mnist", ["t-shirt", "shirt"]),
+    "fashion-5a": ("fashion-mnist", ["t-shirt", "trouser", "pullover", "dress", "coat"]),
+    "fashion-5b": ("fashion-mnist", ["sandal", "shirt", "sneaker", "bag", "boot"]),
+    "mnist-2": ("mnist", ["3", "8"]),
+    "clipart-5": ("clipart", ["animals-birds", "animals-bugs", "animals-mammals", "food-desserts", "food-fruit"]),
+    "tuxpaint-3": ("tuxpaint", ["animals-birds", "animals-insects", "animals-mammals"]),
+}
+FAMILIES = {"clipart-41": "clipart"}  # data sets drawn from the same images as another
+NAMES = [*SOURCES, *SUBSETS]
 PACKED_ENV = "ADVISOR_PACKED_DATA"  # a folder of data sets saved by pack(), read instead of SOURCES when present
+
+
+def family(name: str) -> str:
+    """The data set whose images ``name`` is drawn from (itself for an original set)."""
+    parent = SUBSETS[name][0] if name in SUBSETS else name
+    return FAMILIES.get(parent, parent)
 
 
 def load(name: str) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]:
     """(uint8 images — an N×H×W array, or a list of H×W×3 arrays of varied sizes —, labels, class names)."""
+    if name in SUBSETS:
+        parent, keep = SUBSETS[name]
+        x, y, classes = load(parent)
+        labels = [classes.index(c) for c in keep]
+        idx = np.flatnonzero(np.isin(y, labels))
+        new = np.array([labels.index(v) for v in np.asarray(y)[idx]])
+        return (x[idx] if isinstance(x, np.ndarray) else [x[i] for i in idx]), new, list(keep)
     if name not in SOURCES:
-        raise AdvisorError(f"Unknown data set '{name}'; choose one of: {', '.join(SOURCES)}.")
+        raise AdvisorError(f"Unknown data set '{name}'; choose one of: {', '.join(NAMES)}.")
     packed = os.environ.get(PACKED_ENV)
     if packed and (Path(packed) / name).is_dir():
         return load_folder(Path(packed) / name)

@@ -18,7 +18,7 @@ import joblib
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from . import calibration, store
+from . import calibration, datasets, store
 from .state import PACKAGED_MODEL
 from .schemas import STRATEGIES, DataFacts, Quantity, Similarity, StrategyName
 from .units import EpochEquivalents
@@ -77,13 +77,14 @@ def to_normalised(accuracy: np.ndarray, n_classes: np.ndarray | float) -> np.nda
 
 
 def table(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Meta-dataset rows → (X features, Y normalised accuracies (n, 4), n_classes, data set name per row)."""
+    """Meta-dataset rows → (X features, Y normalised accuracies (n, 4), n_classes, data set family per row: a class
+    subset is grouped with the set it is drawn from, so leaving one group out never leaks shared images)."""
     X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(r["k"]),
                               r["similarity"])
                   for r in rows])
     acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
-    return X, to_normalised(acc, n_classes[:, None]), n_classes, np.array([r["dataset"] for r in rows])
+    return X, to_normalised(acc, n_classes[:, None]), n_classes, np.array([datasets.family(r["dataset"]) for r in rows])
 
 
 def leave_one_dataset_out(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, **params) -> np.ndarray:

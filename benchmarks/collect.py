@@ -41,8 +41,11 @@ from advisor import strategies as st
 from advisor.schemas import STRATEGIES
 from advisor.units import EpochEquivalents
 
-RESOLUTION = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64}
-TEST_PER_CLASS = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6, "clipart": 20}
+_RES = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64, "crawl": 32}
+_TEST = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6, "clipart": 20, "crawl": 100}
+# a subset or a family member trains at its family's resolution and keeps as many test images per class
+RESOLUTION = {name: _RES[datasets.family(name)] for name in datasets.NAMES}
+TEST_PER_CLASS = {name: _TEST[datasets.family(name)] for name in datasets.NAMES} | {"clipart-41": 10}
 PER_CLASS = (5, 10, 20, 50, 100, 200, 500, 1000)
 BUDGETS = (0.3, 1, 3, 10, 30)
 SEEDS = (0, 1)
@@ -80,7 +83,7 @@ def resize(name: str, res: int, index: np.ndarray | None = None) -> torch.Tensor
     """The data set's images (or those at ``index``) as uint8 (N, 3, res, res), resized from the originals."""
     x = source(name)[0]
     index = np.arange(len(x)) if index is None else index
-    if isinstance(x, np.ndarray):  # equal-sized greyscale: resize as one batch
+    if isinstance(x, np.ndarray) and x.ndim == 3:  # equal-sized greyscale: resize as one batch
         t = torch.from_numpy(np.array(x[index])).float()[:, None]
         t = torch.nn.functional.interpolate(t, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
         return t.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
@@ -183,7 +186,7 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
     train_idx, sim, epoch_s = _subset(cell.dataset, cell.per_class, cell.seed, cell.res)
     hw = hardware.detect()
     train, test_set = (x[train_idx], y[train_idx]), (x[test], y[test])
-    channels = 1 if cell.dataset in ("digits", "mnist", "fashion-mnist", "lfw") else 3
+    channels = 1 if datasets.family(cell.dataset) in datasets.GREYSCALE else 3
     configs = variants(len(train_idx), cell.res, depths)
     ratios, results = {}, {}
     for name, v in configs.items():
@@ -292,7 +295,7 @@ def summary(out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(RESOLUTION), choices=list(RESOLUTION))
+    parser.add_argument("--datasets", nargs="+", default=list(datasets.SOURCES), choices=list(RESOLUTION))
     parser.add_argument("--max-cell-seconds", type=float, default=240.0, help="skip cells estimated to take longer")
     parser.add_argument("--resolution", type=int, default=0, help="train at this side instead of each data set's default")
     parser.add_argument("--per-class", type=int, nargs="+", default=list(PER_CLASS))
