@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+from dataclasses import dataclass
 from typing import Callable
 
 from . import backbone as bb
 from . import registry
 from . import budget as budget_mod
-from . import calibration, engine, hardware, images, learned, similarity
+from . import calibration, hardware, images, learned, profiles, similarity, timing
 from . import rules as rules_mod
 from .decide import decide, plan_batch_size, plan_resolution
 from .errors import AdvisorError
 from .scan import profile as profile_scan
 from .scan import ScannedData, scan
 from .state import MachineState
-from .schemas import STRATEGIES, Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
+from .schemas import Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
 
 
 Log = Callable[[str], None]
@@ -41,23 +41,29 @@ def timing_batch(hw: Hardware, batch_size: int) -> int:
     return batch_size if hw.device == "cuda" else min(batch_size, 8)
 
 
-def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE, steps: int = 2,
-                       scratch_resolution: int | None = None, n_images: int = 0) -> Throughput:
-    """Images/s of each strategy's training step on this device, from real timed steps.
+def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE,
+                       scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1) -> Throughput:
+    """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.timing`): interleaved
+    rounds, the others' load measured alongside, figures checked for plausibility and re-timed ``retries``
+    times when implausible.
 
     Scratch is timed on the network the registry sizes to ``n_images`` at ``scratch_resolution`` (the images'
-    own side; default ``resolution``), the others at ``resolution``. On the CPU the step is timed at a batch of at most 8: images/s barely depends on it there.
+    own side; default ``resolution``), the others at ``resolution``. On the CPU the step is timed at a batch of
+    at most 8: images/s barely depends on it there.
     """
-    t0 = time.perf_counter()
     timed_batch = timing_batch(hw, batch_size)
-    ips = {s: engine.measure_images_per_second(s, resolution, timed_batch, hw, steps, backbone) for s in STRATEGIES if s != "scratch"}
-    scratch_res = scratch_resolution or resolution
-    scratch = registry.resolve("scratch", scratch_res, n_images)
-    ips["scratch"] = engine.measure_images_per_second(scratch, scratch_res, timed_batch, hw, steps, backbone)
+    configs = timing.strategy_configs(resolution, n_images, scratch_resolution)
+    for _ in range(retries + 1):
+        result = timing.time_configurations(configs, timed_batch, hw, backbone)
+        if result.conditions.plausible:
+            break
+    scratch, scratch_res = configs["scratch"]
     return Throughput(
-        resolution=resolution, batch_size=timed_batch, images_per_second={s: round(v, 2) for s, v in ips.items()},
-        detail=f"{steps} timed steps after one warm-up, batch {timed_batch}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}",
-        seconds=round(time.perf_counter() - t0, 2),
+        resolution=resolution, batch_size=timed_batch, images_per_second=result.images_per_second,
+        detail=f"batch {timed_batch}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}; "
+               + timing.describe(result.conditions),
+        seconds=result.conditions.seconds, origin="timed now", conditions=result.conditions,
+        problems=timing.problems_of(result.conditions) + result.problems,
     )
 
 
@@ -72,12 +78,41 @@ def measure_similarity(data, hw: Hardware, backbone: str, weights: str | None,
     return similarity.measure(x, y, hw, backbone, weights=weights)
 
 
-def setup(rules, device: str | None, backbone: str, **budget) -> tuple[rules_mod.RuleBook, Hardware, Budget]:
-    """Check the options that do not depend on the data: rules file, device, backbone name and budget."""
+@dataclass(frozen=True)
+class Target:
+    """The device the training will run on: this one (timed here, reusing this machine's records unless
+    ``retime``), or the device of a hardware ``profile`` (measured elsewhere or estimated; nothing is timed)."""
+
+    profile: profiles.HardwareProfile | None = None
+    origin: str = ""
+    retime: bool = False
+
+    @classmethod
+    def make(cls, hardware: str | os.PathLike | profiles.HardwareProfile | None = None, device_name: str | None = None,
+             retime: bool = False) -> "Target":
+        if hardware is not None and device_name is not None:
+            raise AdvisorError("Give either a hardware profile or a device name, not both.")
+        if isinstance(hardware, profiles.HardwareProfile):
+            return cls(hardware, f"from a {hardware.source} profile of {hardware.device.name}")
+        if hardware is not None:
+            prof = profiles.load(hardware)
+            return cls(prof, f"from the profile {hardware} ({prof.source} on {prof.device.name}, {prof.time[:10]})")
+        if device_name is not None:
+            prof = profiles.estimate(device_name)
+            how = "estimated" if prof.source == "estimated" else f"from advisor's measured profile of {prof.time[:10]}"
+            return cls(prof, f"{how} for {prof.device.name}")
+        return cls(retime=retime)
+
+
+def setup(rules, device: str | None, backbone: str, target: Target | None = None, **budget,
+          ) -> tuple[rules_mod.RuleBook, Hardware, Hardware, Budget]:
+    """Check the options that do not depend on the data: rules file, device, backbone name and budget.
+    Returns the rules, the device that computes here, the device planned for (the target's) and the budget."""
     book = rules_mod.load(rules)
     hw = hardware.detect(device)
     bb.get_config(backbone)
-    return book, hw, budget_mod.make(hw, **budget)
+    plan_hw = target.profile.device if target and target.profile else hw
+    return book, hw, plan_hw, budget_mod.make(plan_hw, **budget)
 
 
 def predictor(state: MachineState, use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
@@ -110,6 +145,9 @@ def recommend(
     progress: bool = False,
     log: Log = quiet,
     state: MachineState | None = None,
+    hardware: str | os.PathLike | profiles.HardwareProfile | None = None,
+    device_name: str | None = None,
+    retime: bool = False,
 ) -> Recommendation:
     """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers.
 
@@ -119,34 +157,41 @@ def recommend(
     (when one is packaged, see ``benchmarks/fit_model.py``) ranks what the rules leave feasible unless
     ``use_model=False``. ``state`` says where this machine's calibration records and the learned model are
     (default: :class:`MachineState` ``()``, i.e. ``$ADVISOR_HOME`` and the packaged model).
+    Plan for another device with ``hardware`` (a profile saved by ``advisor hardware --save``) or
+    ``device_name`` (an estimated profile, e.g. ``"a100"``); ``retime`` times this device afresh.
 
     >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
     >>> rec.strategy
     'feature_extraction'
     """
-    book, hw, budget = setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    target = Target.make(hardware, device_name, retime)
+    book, hw, plan_hw, budget = setup(rules, device, backbone, target, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     state = state or MachineState()
     if data is not None:
         if any(v is not None for v in (n_images, n_classes, similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
-        return recommend_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log)
+        return recommend_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log,
+                                 target)
     if n_images is None or n_classes is None or similarity is None:
         raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
     try:
         facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
-    throughput = _throughput(state, facts, hw, book, backbone, log) if measure else None
-    return decide(facts, budget, hw, book, throughput, predictor=predictor(state, use_model), backbone=backbone)
+    throughput = _throughput(state, facts, hw, book, backbone, log, target) if measure else None
+    return decide(facts, budget, plan_hw, book, throughput, predictor=predictor(state, use_model), backbone=backbone)
 
 
 def recommend_scanned(
     scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
     backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
-    log: Log = quiet,
+    log: Log = quiet, target: Target | None = None,
 ) -> Recommendation:
-    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → decide."""
+    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → decide.
+    ``hw`` computes the similarity here; the plan is for ``target``'s device (default: ``hw``)."""
+    target = target or Target()
+    plan_hw = target.profile.device if target.profile else hw
     prof = profile_scan(scanned)
     log(f"  {prof.n_images} training images in {prof.n_classes} classes ({prof.scan_seconds:.1f} s)")
     log(f"measuring domain similarity on a sample with {backbone} on {hw.device} …")
@@ -163,22 +208,42 @@ def recommend_scanned(
             detail=f"cross-validated logistic regression on frozen features of {sim.sample_size} sampled images "
             f"at {sim.resolution}px; more images usually score higher",
         )
-    throughput = _throughput(state, facts, hw, book, backbone, log) if measure else None
-    rec = decide(facts, budget, hw, book, throughput, accuracy, predictor(state, use_model, sim, str(scanned.root)), backbone=backbone)
+    throughput = _throughput(state, facts, hw, book, backbone, log, target) if measure else None
+    rec = decide(facts, budget, plan_hw, book, throughput, accuracy, predictor(state, use_model, sim, str(scanned.root)), backbone=backbone)
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 
-def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log) -> Throughput:
-    """Throughput at the planned resolution: from this machine's calibration record, else timed now and recorded."""
-    res, batch = plan_resolution(facts.resolution, book), plan_batch_size(hw, facts.n_images, book)
+def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log,
+                target: Target | None = None) -> Throughput:
+    """Throughput at the planned resolution: from the target's hardware profile when there is one; else this
+    machine's record when it is reusable and a quick check now agrees with it; else timed now (and recorded
+    when the machine was quiet and the figures plausible)."""
+    target = target or Target()
     scratch_res = plan_resolution(facts.resolution, book, native=True)
+    res = plan_resolution(facts.resolution, book)
+    if target.profile:
+        plan_hw = target.profile.device
+        batch = plan_batch_size(plan_hw, facts.n_images, book)
+        log(f"throughput at {res}px {target.origin} (nothing timed here)")
+        return profiles.throughput(target.profile, res, timing_batch(plan_hw, batch), facts.n_images, scratch_res, target.origin)
+    batch = plan_batch_size(hw, facts.n_images, book)
     scratch = f"{registry.resolve('scratch', scratch_res, facts.n_images).arch}@{scratch_res}px"
-    cached = calibration.cached_throughput(state, hw, backbone, res, timing_batch(hw, batch), scratch)
+    cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, timing_batch(hw, batch), scratch)
     if cached:
-        log(f"throughput at {res}px from this machine's calibration record")
-        return cached
+        check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, cached.batch_size, hw, backbone)
+        recorded = cached.images_per_second["retrain"]
+        if load is not None and load > timing.BUSY_LOAD:
+            log(f"throughput at {res}px {cached.origin} (the machine is busy now, so the record stands)")
+            return cached.model_copy(update={"origin": cached.origin + f"; kept: the machine is busy now (other processes use {load:.0%} of the CPUs)"})
+        if 0.5 <= check / recorded <= 2:
+            log(f"throughput at {res}px {cached.origin}, confirmed by a quick check")
+            return cached.model_copy(update={"origin": cached.origin + f"; a quick check now agrees (all-layer training {check:.0f} img/s, recorded {recorded:.0f})"})
+        log(f"the record of throughput at {res}px is far from a quick check now ({check:.0f} img/s vs {recorded:.0f} recorded): timing again")
     log(f"timing training steps of each strategy at {res}px on {hw.name} …")
     throughput = measure_throughput(hw, res, batch, backbone, scratch_resolution=scratch_res, n_images=facts.n_images)
-    calibration.record_throughput(state, throughput, hw, backbone, scratch)
-    log(f"  done ({throughput.seconds:.1f} s)")
+    if throughput.conditions.quiet and throughput.conditions.plausible:
+        calibration.record_throughput(state, throughput, hw, backbone, scratch)
+        log(f"  done ({throughput.seconds:.1f} s); recorded for later advice on this machine")
+    else:
+        log(f"  done ({throughput.seconds:.1f} s); not recorded: " + "; ".join(throughput.problems))
     return throughput

@@ -27,23 +27,50 @@ def _mine(state: MachineState, kind: str) -> list[dict]:
     return [r for r in store.read(state.calibration_path) if r.get("kind") == kind and r.get("machine") == state.machine]
 
 
+RECORD_DAYS = 30  # a throughput record older than this is timed again (drivers, libraries and load change)
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from . import __version__
+
+    return {"advisor_version": __version__, "torch_version": torch.__version__}
+
+
+def reusable(record: dict, now: datetime | None = None) -> str | None:
+    """Why a throughput record may not be reused (None when it may): taken on a busy machine, unstable or
+    implausible, by other advisor/torch versions, or too old."""
+    cond = record.get("conditions")
+    if cond is None:
+        return "it predates timing conditions"
+    if not (cond["quiet"] and cond["plausible"]):
+        return "it was timed on a busy machine or is implausible"
+    if any(record.get(k) != v for k, v in _versions().items()):
+        return "it was timed by another advisor or torch version"
+    age = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(record["time"])
+    if age.days > RECORD_DAYS:
+        return f"it is {age.days} days old"
+    return None
+
+
 def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
                       scratch: str) -> Throughput | None:
-    """The latest throughput measured on this machine and device for this backbone, resolution, batch and scratch
-    network (``scratch``: e.g. ``cnn_s@28px``; records without one predate the right-sized scratch and are not reused)."""
+    """The latest reusable (:func:`reusable`) throughput timed on this machine and device for this backbone,
+    resolution, batch and scratch network (``scratch``: e.g. ``cnn_s@28px``)."""
     for r in reversed(_mine(state, "throughput")):
         if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"], r.get("scratch")) == (
-                hw.name, backbone, resolution, batch_size, scratch):
+                hw.name, backbone, resolution, batch_size, scratch) and reusable(r) is None:
             tp = Throughput.model_validate(r["throughput"])
-            return tp.model_copy(update={"detail": f"measured on this machine at {r['time']} (advisor calibrate --reset to re-time); "
-                                                   + tp.detail, "seconds": 0.0})
+            return tp.model_copy(update={"origin": f"from a record of {r['time']}", "seconds": 0.0})
     return None
 
 
 def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str, scratch: str) -> None:
     store.append(state.calibration_path, {"kind": "throughput", "machine": state.machine, "device_name": hw.name, "backbone": backbone,
-                                          "scratch": scratch,
-                          "resolution": tp.resolution, "batch_size": tp.batch_size, "throughput": tp.model_dump(), "time": _now()})
+                                          "scratch": scratch, "resolution": tp.resolution, "batch_size": tp.batch_size,
+                                          "throughput": tp.model_dump(), "conditions": tp.conditions and tp.conditions.model_dump(),
+                                          **_versions(), "time": _now()})
 
 
 def probe_record(errors: dict[StrategyName, float], reach: dict[StrategyName, float | None], val_images: int,
@@ -95,9 +122,13 @@ def show(state: MachineState) -> str:
     lines = [f"Calibration of machine '{state.machine}' ({state.calibration_path}):"]
     if not records and not found:
         return lines[0] + "\n  nothing recorded yet; `advisor recommend` stores throughput, `advisor probe` the model's errors."
+    now = datetime.now(timezone.utc)
     for r in records:
         ips = ", ".join(f"{s} {v:.0f}" for s, v in r["throughput"]["images_per_second"].items())
-        lines.append(f"  throughput {r['time']} {r['device_name']}, {r['backbone']} at {r['resolution']}px batch {r['batch_size']}: {ips} img/s")
+        age = (now - datetime.fromisoformat(r["time"])).total_seconds() / 86400
+        why = reusable(r, now)
+        lines.append(f"  throughput {r['time']} ({age:.1f} days ago) {r['device_name']}, {r['backbone']} at {r['resolution']}px "
+                     f"batch {r['batch_size']}: {ips} img/s — " + (f"not reused: {why}" if why else "reused"))
     for p in found:
         errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items())
         lines.append(f"  probe {p['time']} on {p['data']}: model error (normalised accuracy) {errs}")

@@ -53,6 +53,17 @@ def _common_options(func):
     return func
 
 
+def _target_options(func):
+    for option in reversed([
+        click.option("--hardware", "hardware_file", type=click.Path(dir_okay=False), default=None,
+                     help="Plan for the device of this profile (saved by `advisor hardware --save`); nothing is timed here."),
+        click.option("--device-name", default=None, help="Plan for this accelerator with an estimated profile (e.g. a100, h100, l4, t4)."),
+        click.option("--retime", is_flag=True, help="Time this device afresh instead of reusing its record."),
+    ]):
+        func = option(func)
+    return func
+
+
 def _log(as_json: bool):
     from . import api  # torch loads only when a command needs it: --help and errors stay fast
 
@@ -74,9 +85,11 @@ def main() -> None:
 @main.command()
 @_common_options
 @_budget_options
+@_target_options
 @click.option("--probe", "with_probe", is_flag=True, help="Also probe (5 % of the budget) and show the advice before and after calibration.")
 @_user_errors
-def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, with_probe):
+def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, hardware_file, device_name,
+              retime, with_probe):
     """Recommend a strategy for the images in --data and the budget."""
     if with_probe:
         result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
@@ -88,7 +101,7 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
 
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                         weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json),
-                        state=MachineState())
+                        state=MachineState(), hardware=hardware_file, device_name=device_name, retime=retime)
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
 
 
@@ -132,6 +145,32 @@ def calibrate(action):
         click.echo(f"removed {calibration.reset(state)} record(s) of this machine from {state.calibration_path}")
     else:
         click.echo(calibration.show(state))
+
+
+@main.command("hardware")
+@click.option("--save", "save_to", type=click.Path(dir_okay=False), default=None, help="Write the measured profile to this file.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Profile this device (default: CUDA if present).")
+@click.option("--resolution", "resolutions", type=click.IntRange(min=16, max=1024), multiple=True,
+              help="Resolutions to time (repeatable; default 32 64 128 224).")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size (default: the rules' planned batch for the device).")
+@click.option("--device-name", default=None, help="Show the estimated profile of this accelerator instead of measuring.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@_user_errors
+def hardware_cmd(save_to, device, resolutions, batch, device_name, as_json):
+    """Measure this device's training speed for every configuration advisor plans (a hardware profile)."""
+    from . import api, profiles
+
+    if device_name:
+        prof = profiles.estimate(device_name)
+    else:
+        book, hw, _, _ = api.setup(None, device, DEFAULT_BACKBONE, minutes=1)
+        from .decide import plan_batch_size
+
+        size = batch or api.timing_batch(hw, plan_batch_size(hw, 10**6, book))
+        prof = profiles.measure(hw, size, resolutions or profiles.PROFILE_RESOLUTIONS, log=_log(as_json))
+    if save_to:
+        profiles.save(prof, save_to)
+    click.echo(prof.model_dump_json(indent=1) if as_json else report.hardware_text(prof, save_to))
 
 
 @main.command("demo-data")

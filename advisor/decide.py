@@ -151,17 +151,19 @@ def decide(
     estimates = []
     for s in STRATEGIES:
         capped = book.max_epochs[s]
-        where = f"measured on {hw.name} at {throughput.resolution}px" if throughput else ""
         if epochs[s] is not None:
+            where = f"{throughput.source} on {hw.name} at {throughput.resolution}px, {throughput.origin}"
+            src = "measured" if throughput.source == "measured" else "estimated"
             planned = min(epochs[s], capped)
-            epochs_q = Quantity(value=round(planned, 2), unit="epochs", source="measured" if planned < capped else "rule",
+            epochs_q = Quantity(value=round(planned, 2), unit="epochs", source=src if planned < capped else "rule",
                                 detail=f"{epochs[s]:.1f} fit in the budget ({where}); cap {capped:g} from the rules")
             per_epoch = facts.n_images / ips[s]
             timing = dict(
-                seconds_per_epoch=Quantity(value=round(per_epoch, 2), unit="s", source="measured", detail=where),
-                epochs_in_budget=Quantity(value=round(epochs[s], 2), unit="epochs", source="measured", detail=where),
+                seconds_per_epoch=Quantity(value=round(per_epoch, 2), unit="s", source=src, detail=where),
+                epochs_in_budget=Quantity(value=round(epochs[s], 2), unit="epochs", source="estimated",
+                                          detail=f"budget ÷ seconds per epoch ({where})"),
                 expected_seconds=Quantity(value=round(per_epoch * planned, 1), unit="s", source="estimated",
-                                          detail="planned epochs × measured seconds per epoch"),
+                                          detail=f"planned epochs × {src} seconds per epoch"),
             )
         else:
             epochs_q = Quantity(value=capped, unit="epochs", source="rule", detail="throughput not measured; cap from the rules")
@@ -201,6 +203,8 @@ def decide(
         confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
                               detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
     best, runner_up, tie = _break_tie(ranked, confidence)
+    if throughput and throughput.problems:
+        warnings.append(f"Throughput ({throughput.origin}): " + "; ".join(throughput.problems) + ".")
     if budget.note:
         warnings.append(budget.note)
     if hw.note:

@@ -11,6 +11,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -255,16 +256,11 @@ def measure_images_per_second(
     return batch_size / statistics.median(times)  # the median resists a step slowed by other load
 
 
-def step_times(
-    strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
-    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0, warmup: int = 1,
-) -> list[float]:
-    """Seconds of each timed step of ``strategy`` (a forward pass for feature extraction) at ``batch_size``.
-
-    Image content does not change the cost of a step, so random pixels are used. ``warmup`` untimed steps,
-    then at least ``steps`` timed ones and at least ``min_seconds`` of them. A scratch ``strategy`` given by
-    name gets the network for ``resolution``.
-    """
+def step_fn(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
+            model: nn.Module | None = None) -> Callable[[], None]:
+    """One step of ``strategy`` (a forward pass for feature extraction) at ``batch_size`` as a callable that
+    returns when the device is done. The network is built once; image content does not change the cost of a
+    step, so random pixels are used. A scratch ``strategy`` given by name gets the network for ``resolution``."""
     strat = st.resolve(strategy, resolution, 0)
     device = torch.device(hw.device)
     x = torch.randint(0, 256, (batch_size, 3, resolution, resolution), dtype=torch.uint8, device=device)
@@ -282,11 +278,32 @@ def step_times(
 
         def step():
             train_step(model, optimizer, x, y, strat, hw, backbone, flip=True)
-    times: list[float] = []
-    while len(times) < warmup + steps or sum(times[warmup:]) < min_seconds:
-        t = time.perf_counter()
+
+    def synced():
         step()
         if hw.device == "cuda":
             torch.cuda.synchronize()
+
+    return synced
+
+
+def time_steps(step: Callable[[], None], steps: int, min_seconds: float = 0.0, warmup: int = 0) -> list[float]:
+    """Seconds of each of at least ``steps`` timed calls of ``step`` (and at least ``min_seconds`` of them),
+    after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times: list[float] = []
+    while len(times) < steps or sum(times) < min_seconds:
+        t = time.perf_counter()
+        step()
         times.append(time.perf_counter() - t)
-    return times[warmup:]
+    return times
+
+
+def step_times(
+    strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
+    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0, warmup: int = 1,
+) -> list[float]:
+    """Seconds of each timed step of ``strategy`` (:func:`step_fn`): ``warmup`` untimed steps, then at least
+    ``steps`` timed ones and at least ``min_seconds`` of them."""
+    return time_steps(step_fn(strategy, resolution, batch_size, hw, backbone, model), steps, min_seconds, warmup)

@@ -88,7 +88,7 @@ def probe(
     (default: the planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
     result and the model's errors are stored there unless ``save=False``.
     """
-    book, hw, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    book, hw, _, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)

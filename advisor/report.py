@@ -78,6 +78,8 @@ def recommendation_text(r: Recommendation) -> str:
     ]
     for e in r.estimates:
         epochs = _q(e.epochs_in_budget, "{:.1f}")
+        if e.strategy == "feature_extraction" and e.epochs_in_budget:  # features are computed once: one pass is all it needs
+            epochs = f"1 pass ({e.epochs_in_budget.value:.0f} fit)"
         t = f"{_duration(e.expected_seconds.value)} [{e.expected_seconds.source}]" if e.expected_seconds else "—"
         acc = "—" if e.accuracy is None else f"{e.accuracy.value:.1%}" + (
             f" ({e.accuracy.low:.0%}–{e.accuracy.high:.0%})" if e.accuracy.low is not None else "") + f" [{e.accuracy.source}]"
@@ -89,7 +91,8 @@ def recommendation_text(r: Recommendation) -> str:
     elif fe is not None:
         lines.append(f"  accuracy [model]: {fe.detail}")
     if r.throughput:
-        lines.append("  throughput [measured]: " + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())
+        lines.append(f"  throughput [{r.throughput.source}], {r.throughput.origin}: "
+                     + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())
                      + f" ({r.throughput.detail})")
     lines.append("Fired rules: " + ", ".join(f.id for f in r.fired_rules))
     if r.similarity:
@@ -126,4 +129,26 @@ def probe_text(p: ProbeResult) -> str:
                 lines.append(f"  {TITLES[e_before.strategy]:<20}{e_before.accuracy.value:.1%} → {e_after.accuracy.value:.1%}")
     if p.stored_at:
         lines.append(f"Saved for calibration: {p.stored_at}")
+    return "\n".join(lines)
+
+
+def hardware_text(p, saved_to: str | None = None) -> str:
+    """A hardware profile as a table: images/s of each configuration (rows) at each resolution (columns)."""
+    res = sorted({m.resolution for m in p.measurements})
+    batches = sorted({m.batch_size for m in p.measurements})
+    lines = [f"Hardware profile [{p.source}]: {p.device.name} ({p.device.precision}), {p.time}"
+             + (f", advisor {p.advisor_version}, torch {p.torch_version}" if p.advisor_version else "")]
+    if p.assumption:
+        lines.append(f"  estimate: {p.assumption}")
+    lines.append(f"  training images/s   {'configuration':<22}{'batch':>6}" + "".join(f"{r:>9}px" for r in res))
+    for batch in batches:
+        for variant in dict.fromkeys(m.variant for m in p.measurements if m.batch_size == batch):
+            row = {m.resolution: m for m in p.measurements if m.variant == variant and m.batch_size == batch}
+            cells = "".join(f"{(f'{row[r].images_per_second:.0f}' if row[r].images_per_second else 'OOM') if r in row else '–':>11}" for r in res)
+            lines.append(f"  {'':<18}{variant:<22}{batch:>6}{cells}")
+    for c in p.conditions:
+        if not (c.quiet and c.stable and c.plausible):
+            lines.append(f"  caution: timed with other processes using {c.other_load or 0:.0%} of the CPUs, rounds within {c.spread:.0%}")
+    if saved_to:
+        lines.append(f"Saved to {saved_to}: plan with it anywhere via `advisor recommend … --hardware {saved_to}`.")
     return "\n".join(lines)

@@ -92,14 +92,32 @@ class Budget(BaseModel):
     note: str = ""
 
 
+class TimingConditions(BaseModel):
+    """How a timing was taken: what makes it trustworthy or not."""
+
+    other_load: float | None = Field(description="share of all CPUs other processes used meanwhile (None: unknown)")
+    spread: float = Field(description="largest (slowest − fastest round) ÷ fastest, over the configurations")
+    rounds: int
+    steps_per_round: int
+    matmul_gflops: float = Field(description="the device's dense matrix-product speed, timed alongside")
+    seconds: float
+    quiet: bool
+    stable: bool
+    plausible: bool
+
+
 class Throughput(BaseModel):
-    """Training images per second of each strategy, measured with real steps on this device."""
+    """Training images per second of each strategy on the device planned for."""
 
     resolution: int
     batch_size: int
     images_per_second: dict[StrategyName, float]
     detail: str
-    seconds: float
+    seconds: float = Field(description="seconds spent timing now (0 when reused or estimated)")
+    source: Literal["measured", "estimated"] = "measured"
+    origin: str = Field("timed now", description="'timed now', 'from a record of <date>', a profile, or an estimate's basis")
+    conditions: TimingConditions | None = None
+    problems: list[str] = Field(default_factory=list, description="why the figures may not be trusted")
 
 
 class Settings(BaseModel):
