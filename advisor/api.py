@@ -247,3 +247,26 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
     else:
         log(f"  done ({throughput.seconds:.1f} s); not recorded: " + "; ".join(throughput.problems))
     return throughput
+
+
+def budget_curve(rec: Recommendation, state: MachineState | None = None, rules: str | os.PathLike | None = None,
+                 backbone: str = bb.DEFAULT_BACKBONE, use_model: bool = True, points: int = 33, span: float = 10.0,
+                 ) -> list[Recommendation]:
+    """The same decision at ``points`` log-spaced budgets — from a tenth of an epoch of all-layer training (or
+    ``rec``'s budget ÷ ``span``, if smaller) to ``rec``'s budget × 3 — with the same facts, throughput and
+    measures, nothing measured again. The data behind the report's curves."""
+    import numpy as np
+
+    state = state or MachineState()
+    book = rules_mod.load(rules)
+    measured = rec.estimate("feature_extraction").accuracy
+    accuracy = {"feature_extraction": measured} if measured is not None and measured.source == "measured" else {}
+    pred = predictor(state, use_model, rec.similarity, rec.profile.root if rec.profile else None)
+    out = []
+    lo = rec.budget.seconds / span
+    if rec.throughput:
+        lo = min(lo, 0.1 * rec.facts.n_images / rec.throughput.images_per_second["retrain"])
+    for seconds in np.geomspace(lo, rec.budget.seconds * 3, points):
+        budget = rec.budget.model_copy(update={"seconds": float(seconds), "note": ""})
+        out.append(decide(rec.facts, budget, rec.hardware, book, rec.throughput, accuracy, pred, backbone=backbone))
+    return out

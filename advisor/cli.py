@@ -87,15 +87,19 @@ def main() -> None:
 @_budget_options
 @_target_options
 @click.option("--probe", "with_probe", is_flag=True, help="Also probe (5 % of the budget) and show the advice before and after calibration.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the advice as a picture: REPORT.html (self-contained) or REPORT.png.")
 @_user_errors
 def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, hardware_file, device_name,
-              retime, with_probe):
+              retime, with_probe, report_path):
     """Recommend a strategy for the images in --data and the budget."""
     if with_probe:
         result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                            weights=weights, rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
                            state=MachineState())
         click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
+        if report_path:
+            _write_report(report_path, result.calibrated or result.recommendation, rules, backbone, no_model, data, as_json, result)
         return
     from . import api
 
@@ -103,6 +107,20 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
                         weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json),
                         state=MachineState(), hardware=hardware_file, device_name=device_name, retime=retime)
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
+    if report_path:
+        _write_report(report_path, rec, rules, backbone, no_model, data, as_json)
+
+
+def _write_report(path, rec, rules, backbone, no_model, data, as_json, probe_result=None) -> None:
+    from . import api, chart
+
+    log = _log(as_json)
+    if not str(path).lower().endswith((".html", ".htm", ".png")):
+        raise AdvisorError(f"--report must end in .html or .png; got '{path}'.")
+    log("drawing the report (the same decision at 33 budgets) …")
+    curve = api.budget_curve(rec, MachineState(), rules, backbone, use_model=not no_model)
+    written = chart.write(path, rec, curve, chart.thumbnails(data), probe_result)
+    log(f"report written to {written}")
 
 
 @main.command()

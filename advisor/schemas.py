@@ -96,7 +96,7 @@ class TimingConditions(BaseModel):
     """How a timing was taken: what makes it trustworthy or not."""
 
     other_load: float | None = Field(description="share of all CPUs other processes used meanwhile (None: unknown)")
-    spread: float = Field(description="largest (slowest − fastest round) ÷ fastest, over the configurations")
+    spread: float = Field(description="largest (median round − fastest round) ÷ fastest, over the configurations")
     rounds: int
     steps_per_round: int
     matmul_gflops: float = Field(description="the device's dense matrix-product speed, timed alongside")

@@ -24,7 +24,7 @@ from .registry import Strategy
 from .schemas import Hardware, TimingConditions
 
 BUSY_LOAD = 0.25  # other processes using more than this share of all CPUs: the machine is busy
-WIDE_SPREAD = 0.35  # the rounds of one configuration differing by more than this (÷ the best): unstable
+WIDE_SPREAD = 0.35  # a configuration's median round slower than its best by more than this share: unstable
 MIN_STEPS, MIN_SECONDS, ROUNDS, MAX_ROUNDS = 3, 0.4, 3, 6
 # Plausibility, each bound with its reason:
 FORWARD_EDGE = 1.2  # feature extraction (a forward pass) must beat all-layer training (forward + backward ≈ 3×) by this
@@ -115,10 +115,11 @@ def time_configurations(configs: dict[str, tuple[Strategy, int]], batch_size: in
         for name, step in steps.items():
             medians[name].append(statistics.median(engine.time_steps(step, min_steps, min_seconds / len(steps))))
         done += 1
-        spread = max((max(m) - min(m)) / min(m) for m in medians.values())
+        spread = max((statistics.median(m) - min(m)) / min(m) for m in medians.values())
         load = clock.other_load()
-        unsettled = spread > WIDE_SPREAD or (load is not None and load > BUSY_LOAD)
-        if done >= max_rounds or (done >= rounds and not unsettled):
+        busy = load is not None and load > BUSY_LOAD
+        # more rounds help against bursts on a quiet machine; under steady load they only cost time
+        if done >= max_rounds or (done >= rounds and (busy or spread <= WIDE_SPREAD)):
             break
     ips = {name: batch_size / min(m) for name, m in medians.items()}
     flops = matmul_flops(hw)
@@ -156,8 +157,8 @@ def plausibility(ips: dict[str, float], configs: dict[str, tuple[Strategy, int]]
 def describe(conditions: TimingConditions) -> str:
     """One line on how a timing was taken."""
     load = "load unknown" if conditions.other_load is None else f"other processes used {conditions.other_load:.0%} of the CPUs"
-    return (f"best of {conditions.rounds} interleaved rounds of ≥ {conditions.steps_per_round} steps; rounds within "
-            f"{conditions.spread:.0%}; {load}")
+    return (f"best of {conditions.rounds} interleaved rounds of ≥ {conditions.steps_per_round} steps; median round "
+            f"{conditions.spread:.0%} slower than the best; {load}")
 
 
 def problems_of(conditions: TimingConditions) -> list[str]:
@@ -166,7 +167,7 @@ def problems_of(conditions: TimingConditions) -> list[str]:
         out.append(f"the machine was busy while timing (other processes used {conditions.other_load:.0%} of the CPUs): "
                    "the times are those of a machine this busy, often 2–3× slower than a quiet one")
     if not conditions.stable:
-        out.append(f"the timed rounds differed by {conditions.spread:.0%}")
+        out.append(f"the timed rounds were uneven (the median round {conditions.spread:.0%} slower than the best)")
     return out
 
 

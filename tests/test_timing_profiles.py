@@ -149,3 +149,19 @@ def test_hardware_command(cpu_profile, tmp_path):
     (tmp_path / "junk.json").write_text("{}")
     junk = runner.invoke(main, ["recommend", "--data", str(tmp_path), "--gpu-hours", "1", "--hardware", str(tmp_path / "junk.json")])
     assert junk.exit_code == 1 and "not a hardware profile" in junk.output
+
+
+def test_report_draws_the_advice(digits_dir, tmp_path):
+    from advisor import api, chart
+
+    rec = advisor.recommend(digits_dir, minutes=20, device_name="a100", state=MachineState(home=tmp_path / "home"))
+    curve = api.budget_curve(rec, MachineState(home=tmp_path / "home"))
+    assert len(curve) == 33 and curve[0].budget.seconds < rec.budget.seconds < curve[-1].budget.seconds
+    assert all(c.throughput == rec.throughput and c.facts == rec.facts for c in curve)  # nothing measured again
+    page = chart.write(tmp_path / "r.html", rec, curve, chart.thumbnails(digits_dir))
+    text = page.read_text()
+    assert "data:image/png;base64," in text and text.count("<tr") == 5 and "[estimated]" in text
+    png = chart.write(tmp_path / "r.png", rec, curve)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    with pytest.raises(AdvisorError, match="must end in .html or .png"):
+        chart.write(tmp_path / "r.pdf", rec, curve)
