@@ -1,6 +1,6 @@
 """Calibration records of this machine: measured throughput and the learned model's errors seen by probes.
 
-Kept as JSON lines in ``<MachineState.home>/calibration.jsonl`` (atomic rewrites). Later recommendations on the
+Kept in the machine's SQLite database (``<MachineState.home>/advisor.db``, :class:`advisor.store.Database`). Later recommendations on the
 same machine reuse the throughput instead of timing again, and correct the learned model by the errors
 probes observed (:func:`correction`).
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from . import store
 from .state import MachineState
 from .schemas import STRATEGIES, Hardware, StrategyName, Throughput
 from .units import EpochEquivalents
@@ -24,7 +23,25 @@ def _now() -> str:
 
 
 def _mine(state: MachineState, kind: str) -> list[dict]:
-    return [r for r in store.read(state.calibration_path) if r.get("kind") == kind and r.get("machine") == state.machine]
+    """This machine's records of ``kind`` (``throughput`` or ``probe``); records missing what is needed are skipped."""
+    if not state.db_path.exists() and not any((state.home / n).exists() for n in ("calibration.jsonl", "probes.jsonl")):
+        return []
+    db = state.database()
+    try:
+        rows = db.read(kind, state.machine)
+    finally:
+        db.close()
+    need = {"throughput": ("device_name", "backbone", "resolution", "batch_size", "throughput", "time"),
+            "probe": ("errors", "time")}[kind]
+    return [r for r in rows if all(k in r for k in need)]
+
+
+def _add(state: MachineState, kind: str, record: dict) -> None:
+    db = state.database()
+    try:
+        db.add(kind, record)
+    finally:
+        db.close()
 
 
 RECORD_DAYS = 30  # a throughput record older than this is timed again (drivers, libraries and load change)
@@ -67,7 +84,7 @@ def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resoluti
 
 
 def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str, scratch: str) -> None:
-    store.append(state.calibration_path, {"kind": "throughput", "machine": state.machine, "device_name": hw.name, "backbone": backbone,
+    _add(state, "throughput", {"kind": "throughput", "machine": state.machine, "device_name": hw.name, "backbone": backbone,
                                           "scratch": scratch, "resolution": tp.resolution, "batch_size": tp.batch_size,
                                           "throughput": tp.model_dump(), "conditions": tp.conditions and tp.conditions.model_dump(),
                                           **_versions(), "time": _now()})
@@ -83,7 +100,7 @@ def probe_record(errors: dict[StrategyName, float], reach: dict[StrategyName, fl
 
 def record_probe(state: MachineState, record: dict, hw: Hardware) -> None:
     """Store a :func:`probe_record` for later advice on this machine."""
-    store.append(state.calibration_path, {"kind": "probe", "machine": state.machine, "device_name": hw.name, **record, "time": _now()})
+    _add(state, "probe", {"kind": "probe", "machine": state.machine, "device_name": hw.name, **record, "time": _now()})
 
 
 def probes(state: MachineState) -> list[dict]:
@@ -119,7 +136,7 @@ def correction(records: list[dict], target: EpochEquivalents, data: str | None =
 def show(state: MachineState) -> str:
     records = _mine(state, "throughput")
     found = probes(state)
-    lines = [f"Calibration of machine '{state.machine}' ({state.calibration_path}):"]
+    lines = [f"Calibration of machine '{state.machine}' ({state.db_path}):"]
     if not records and not found:
         return lines[0] + "\n  nothing recorded yet; `advisor recommend` stores throughput, `advisor probe` the model's errors."
     now = datetime.now(timezone.utc)
@@ -141,8 +158,23 @@ def show(state: MachineState) -> str:
 
 def reset(state: MachineState) -> int:
     """Forget what was recorded on this machine (other machines' records stay); returns how many records went."""
-    rows = store.read(state.calibration_path)
-    keep = [r for r in rows if r.get("machine") != state.machine]
-    if len(keep) != len(rows):
-        store.write_lines(state.calibration_path, keep)
-    return len(rows) - len(keep)
+    if not state.db_path.exists():
+        return 0
+    db = state.database()
+    try:
+        return db.delete(state.machine)
+    finally:
+        db.close()
+
+
+def export(state: MachineState) -> list[dict]:
+    """Everything recorded on this machine, as plain records (``table`` says which kind)."""
+    if not state.db_path.exists():
+        return []
+    db = state.database()
+    try:
+        from .store import TABLES
+
+        return [{"table": t, **r} for t in TABLES for r in db.read(t, state.machine)]
+    finally:
+        db.close()

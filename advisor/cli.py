@@ -156,11 +156,18 @@ def profile(data, as_json):
 @main.command()
 @click.option("--show", "action", flag_value="show", default=True, help="Show what is recorded for this machine (default).")
 @click.option("--reset", "action", flag_value="reset", help="Forget this machine's records.")
+@click.option("--export", "action", flag_value="export", help="Print this machine's records as JSON lines.")
+@_user_errors
 def calibrate(action):
-    """Show or reset this machine's calibration: measured throughput and the model's errors seen by probes."""
+    """Show, reset or export this machine's calibration: measured throughput, probe records and results."""
+    import json
+
     state = MachineState()
     if action == "reset":
-        click.echo(f"removed {calibration.reset(state)} record(s) of this machine from {state.calibration_path}")
+        click.echo(f"removed {calibration.reset(state)} record(s) of this machine from {state.db_path}")
+    elif action == "export":
+        for record in calibration.export(state):
+            click.echo(json.dumps(record, default=str))
     else:
         click.echo(calibration.show(state))
 

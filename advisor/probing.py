@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from tqdm.auto import tqdm
 
-from . import api, calibration, engine, images, learned, store
+from . import api, calibration, engine, images, learned
 from . import backbone as bb
 from . import registry
 from .decide import decide
@@ -155,9 +155,12 @@ def probe(
         if save:
             calibration.record_probe(state, observed, hw)
     if save:
-        path = state.probes_path
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}
-        store.append(path, record)
-        result = result.model_copy(update={"stored_at": str(path)})
+        db = state.database()
+        try:
+            db.add("probe_result", record)
+        finally:
+            db.close()
+        result = result.model_copy(update={"stored_at": f"{state.db_path} (table probe_result)"})
     return result
 

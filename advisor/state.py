@@ -26,9 +26,12 @@ class MachineState:
     machine: str = field(default_factory=socket.gethostname)  # records of other machines sharing ``home`` are ignored
 
     @property
-    def calibration_path(self) -> Path:
-        return self.home / "calibration.jsonl"
+    def db_path(self) -> Path:
+        """The SQLite database of throughput records, probe records and probe results."""
+        return self.home / "advisor.db"
 
-    @property
-    def probes_path(self) -> Path:
-        return self.home / "probes.jsonl"
+    def database(self):
+        """The machine's database, opened (created, and earlier versions' JSON-lines files imported, on first use)."""
+        from .store import Database
+
+        return Database(self.db_path, legacy=(self.home / "calibration.jsonl", self.home / "probes.jsonl"))

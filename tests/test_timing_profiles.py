@@ -87,13 +87,11 @@ def test_only_quiet_plausible_recent_same_version_records_are_reused():
 
 
 def test_cached_throughput_skips_records_it_may_not_reuse(tmp_path, hw):
-    from advisor import store
-
     state = MachineState(home=tmp_path, machine="m")
     busy = _record(device_name=hw.name, quiet=False, other_load=0.7)
-    store.append(state.calibration_path, busy)
+    calibration._add(state, "throughput", busy)
     assert calibration.cached_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px") is None
-    store.append(state.calibration_path, _record(device_name=hw.name))
+    calibration._add(state, "throughput", _record(device_name=hw.name))
     found = calibration.cached_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px")
     assert found is not None and found.origin.startswith("from a record of")
 
@@ -117,7 +115,7 @@ def test_saved_profile_plans_elsewhere_without_timing(cpu_profile, tmp_path):
     assert got["retrain"] == pytest.approx(want["retrain"], rel=1e-3)
     assert got["fine_tune"] == pytest.approx(want["fine_tune@4"], rel=1e-3)
     assert rec.throughput.seconds == 0 and "profile" in rec.throughput.origin
-    assert not state.calibration_path.exists()  # nothing was timed here, so nothing was recorded
+    assert not state.db_path.exists()  # nothing was timed here, so nothing was recorded
     again = advisor.recommend(n_images=2000, n_classes=10, similarity=0.5, resolution=64, minutes=30, hardware=cpu_profile,
                               state=state)
     assert again.strategy == rec.strategy and again.estimate("retrain").epochs_in_budget == rec.estimate("retrain").epochs_in_budget

@@ -1,0 +1,115 @@
+"""The machine's database: concurrent writers, a process killed mid-write, unreadable files and old stores."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from advisor import calibration
+from advisor.cli import main
+from advisor.state import MachineState
+from advisor.store import Database
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    db = Database(path)
+    for i in range(n):
+        db.add("probe", {"machine": "m", "worker": worker, "i": i, "errors": {}, "time": "t"})
+    db.close()
+
+
+def test_concurrent_writers_keep_every_record(tmp_path):
+    path = str(tmp_path / "advisor.db")
+    Database(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    rows = Database(path).read("probe")
+    assert len(rows) == 100
+    assert {(r["worker"], r["i"]) for r in rows} == {(w, i) for w in range(4) for i in range(25)}
+
+
+KILLED_WRITER = """
+import sys
+from advisor.store import Database
+db = Database(sys.argv[1])
+i = 0
+while True:
+    db.add("throughput", {"machine": "m", "seq": i, "pad": "x" * 5000, "time": "t"})
+    i += 1
+    if i == 20:
+        print("writing", flush=True)
+"""
+
+
+def test_a_process_killed_mid_write_leaves_a_consistent_store(tmp_path):
+    path = tmp_path / "advisor.db"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows = Database(path).read("throughput")
+    assert len(rows) >= 20
+    assert [r["seq"] for r in rows] == list(range(len(rows)))  # every committed record whole, none half-written
+    assert all(len(r["pad"]) == 5000 for r in rows)
+
+
+def test_an_unreadable_database_is_moved_aside_and_advisor_carries_on(tmp_path):
+    state = MachineState(home=tmp_path, machine="m")
+    tmp_path.mkdir(exist_ok=True)
+    state.db_path.write_bytes(b"this is not a database" * 100)
+    with pytest.warns(UserWarning, match="moved it to"):
+        db = state.database()
+    db.add("probe", {"machine": "m", "errors": {}, "time": "t"})
+    assert len(db.read("probe")) == 1
+    assert any(p.name.startswith("advisor.db.unreadable-") for p in tmp_path.iterdir())
+
+
+def test_old_json_lines_stores_are_imported_once_and_bad_lines_skipped(tmp_path):
+    state = MachineState(home=tmp_path, machine="m")
+    good = {"kind": "probe", "machine": "m", "errors": {"retrain": 0.1}, "reach": {}, "val_images": 10, "data": "d", "time": "2026-01-01T00:00:00+00:00"}
+    broken = {"kind": "throughput", "machine": "m", "time": "2026-01-01T00:00:00+00:00"}  # fields missing
+    (tmp_path / "calibration.jsonl").write_bytes(
+        (json.dumps(good) + "\n" + json.dumps(broken) + "\n" + '{"kind": "probe", "mach' + "\n").encode() + b"\xff\xfe\x00binary\n[1, 2]\n")
+    with pytest.warns(UserWarning, match="unreadable line"):
+        found = calibration.probes(state)
+    assert [p["errors"] for p in found] == [{"retrain": 0.1}]
+    assert not (tmp_path / "calibration.jsonl").exists() and (tmp_path / "calibration.jsonl.imported").exists()
+    assert calibration.probes(state) == found  # imported once
+    out = CliRunner().invoke(main, ["calibrate", "--show"], env={"ADVISOR_HOME": str(tmp_path)})
+    assert out.exit_code == 0 and "Traceback" not in out.output
+
+
+def test_records_that_are_not_objects_are_skipped(tmp_path):
+    db = Database(tmp_path / "advisor.db")
+    db.add("probe", {"machine": "m", "errors": {}, "time": "t"})
+    with db.con:
+        db.con.execute("INSERT INTO probe (machine, time, body) VALUES ('m', 't', 'not json')")
+        db.con.execute("INSERT INTO probe (machine, time, body) VALUES ('m', 't', '[1]')")
+    with pytest.warns(UserWarning, match="skipped an unreadable"):
+        assert len(db.read("probe", "m")) == 1
+
+
+def test_calibrate_export_and_reset(tmp_path):
+    env = {"ADVISOR_HOME": str(tmp_path)}
+    state = MachineState(home=tmp_path)
+    calibration._add(state, "probe", {"kind": "probe", "machine": state.machine, "errors": {}, "time": "t"})
+    runner = CliRunner()
+    out = runner.invoke(main, ["calibrate", "--export"], env=env)
+    assert out.exit_code == 0 and json.loads(out.output.splitlines()[0])["table"] == "probe"
+    out = runner.invoke(main, ["calibrate", "--reset"], env=env)
+    assert out.exit_code == 0 and "removed 1 record" in out.output
+    assert calibration.export(state) == []
