@@ -56,7 +56,10 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise BackboneError(f"Cannot read weights file '{path}': {exc}") from exc
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            first = "it holds pickled objects besides tensors, which advisor does not run (save a state_dict of tensors)"
+        raise BackboneError(f"Cannot read weights file '{path}': {first[:200]}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise BackboneError(f"'{path}' does not hold a state dict.")

@@ -88,14 +88,16 @@ def probe(
     (default: the planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
     result and the model's errors are stored there unless ``save=False``.
     """
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise AdvisorError(f"--seconds must be a finite number greater than zero; got {seconds}.")
+    if not (math.isfinite(fraction) and 0 < fraction <= 1):
+        raise AdvisorError(f"--fraction must be between 0 and 1; got {fraction}.")
     book, hw, _, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
     rec = api.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
     total = seconds if seconds is not None else probe_seconds(rec, fraction)
-    if total <= 0:
-        raise AdvisorError(f"The probe needs a positive number of seconds; got {total}.")
     planned = rec.estimate(rec.strategy).settings
     res = resolution or (planned.resolution if hw.device == "cuda" else min(planned.resolution, 64))
 

@@ -12,6 +12,7 @@ Nothing is ever written into the folder.
 from __future__ import annotations
 
 import os
+import stat
 import statistics
 import time
 import warnings
@@ -68,19 +69,25 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _files(folder: Path) -> tuple[list[str], int]:
-    """Image files under ``folder`` (recursive, sorted) and how many other files were skipped."""
-    found, ignored = [], 0
+def _files(folder: Path) -> tuple[list[str], int, list[str]]:
+    """Image files under ``folder`` (recursive, sorted), how many other files were skipped, and the paths with
+    an image's name that are not regular files (FIFOs, sockets, devices: opening one could block forever)."""
+    found, ignored, special = [], 0, []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(os.path.join(dirpath, name))
+                path = os.path.join(dirpath, name)
+                try:
+                    regular = stat.S_ISREG(os.stat(path).st_mode)
+                except OSError:  # a broken link: reported as unreadable when its header is read
+                    regular = True
+                (found if regular else special).append(path)
             else:
                 ignored += 1
-    return found, ignored
+    return found, ignored, special
 
 
 def _check_root(root: Path) -> None:
@@ -110,7 +117,7 @@ def scan(root: str | os.PathLike, workers: int = 8, progress: bool = False) -> S
     layout, splits = _layout(root)
     class_dirs = _class_dirs(splits["train"])
     if not class_dirs:
-        loose, _ = _files(root)
+        loose, _, _ = _files(root)
         hint = f" (found {len(loose)} images directly in it)" if loose else ""
         raise DataError(f"'{root}' has no class sub-folders{hint}; put each class's images in a folder named after it.")
     classes = [p.name for p in class_dirs]
@@ -118,13 +125,14 @@ def scan(root: str | os.PathLike, workers: int = 8, progress: bool = False) -> S
         raise DataError(f"'{root}' has a single class ('{classes[0]}'); a classifier needs at least two class folders.")
 
     jobs: list[tuple[str, int, str]] = []
-    ignored = 0
+    ignored, special = 0, []
     for split, folder in splits.items():
         for label, name in enumerate(classes):
             if not (folder / name).is_dir():
                 continue
-            files, skipped = _files(folder / name)
+            files, skipped, not_regular = _files(folder / name)
             ignored += skipped
+            special += not_regular
             jobs.extend((path, label, split) for path in files)
 
     with ThreadPoolExecutor(workers) as pool:
@@ -147,6 +155,9 @@ def scan(root: str | os.PathLike, workers: int = 8, progress: bool = False) -> S
             f"{len(empty)} class folder(s) have no readable training images: {', '.join(empty[:5])}"
             f"{' …' if len(empty) > 5 else ''}; add images or remove the folder."
         )
+    if special:
+        warnings.warn(f"skipped {len(special)} path(s) that are not regular files (FIFO, socket or device), "
+                      f"e.g. {os.path.relpath(special[0], root)}", stacklevel=2)
     if unreadable:
         warnings.warn(f"skipped {len(unreadable)} unreadable file(s), e.g. {unreadable[0]}", stacklevel=2)
     return ScannedData(root, layout, classes, items, unreadable, ignored, time.perf_counter() - t0)

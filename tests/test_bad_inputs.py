@@ -1,0 +1,164 @@
+"""Bad and odd inputs, built here: each ends in one clear line (or a warning), never a traceback or a hang,
+and the data folder is never written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from advisor.cli import main
+
+
+def _tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted(filenames + dirnames):
+            path = Path(dirpath) / name
+            h.update(str(path.relative_to(root)).encode())
+            if path.is_file() and not path.is_symlink() and os.path.isfile(path) and not path.is_fifo():
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _one_error(out, message: str = "") -> bool:
+    """One ``Error:`` line, the last one printed (progress lines may precede it), no traceback."""
+    lines = out.output.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    return ("Traceback" not in out.output and len(errors) == 1 and lines[-1] == errors[0] and message in errors[0])
+
+
+@pytest.fixture
+def good(tmp_path, digits_dir) -> Path:
+    return Path(shutil.copytree(digits_dir, tmp_path / "good"))
+
+
+def _folder(tmp_path: Path, kind: str, good: Path) -> Path:
+    """A data folder of the named kind."""
+    root = tmp_path / kind
+    if kind == "missing":
+        return root
+    if kind == "file":
+        root.write_text("not a folder")
+        return root
+    root.mkdir()
+    if kind == "empty":
+        return root
+    if kind == "one-class":
+        shutil.copytree(good / "0", root / "0")
+    elif kind == "loose-images":
+        for p in list((good / "0").iterdir())[:5]:
+            shutil.copy(p, root / p.name)
+    elif kind == "class-of-corrupt-files":
+        shutil.copytree(good / "0", root / "0")
+        (root / "1").mkdir()
+        for i in range(5):
+            (root / "1" / f"{i}.png").write_bytes(b"\x89PNG broken")
+    elif kind == "all-zero-byte":
+        for c in ("a", "b"):
+            (root / c).mkdir()
+            for i in range(3):
+                (root / c / f"{i}.png").write_bytes(b"")
+    elif kind == "text-named-png":
+        for c in ("a", "b"):
+            (root / c).mkdir()
+            for i in range(3):
+                (root / c / f"{i}.png").write_text("hello")
+    elif kind == "no-images-only-text":
+        for c in ("a", "b"):
+            (root / c).mkdir()
+            (root / c / "notes.txt").write_text("x")
+    return root
+
+
+FOLDER_CASES = ["missing", "file", "empty", "one-class", "loose-images", "class-of-corrupt-files", "all-zero-byte",
+                "text-named-png", "no-images-only-text"]
+
+
+@pytest.mark.parametrize("command", ["profile", "recommend", "probe"])
+@pytest.mark.parametrize("kind", FOLDER_CASES)
+def test_bad_folders_end_in_one_line(tmp_path, good, command, kind):
+    root = _folder(tmp_path, kind, good)
+    before = _tree_hash(root) if root.is_dir() else None
+    args = [command, "--data", str(root)] + ([] if command == "profile" else ["--minutes", "1"])
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 1, out.output
+    assert _one_error(out), out.output
+    if before is not None:
+        assert _tree_hash(root) == before
+
+
+BAD_OPTIONS = [
+    (["--minutes", "0"], "greater than zero"),
+    (["--minutes", "-3"], "greater than zero"),
+    (["--minutes", "nan"], "greater than zero"),
+    (["--minutes", "inf"], "greater than zero"),
+    (["--minutes", "abc"], "must be a number"),
+    (["--minutes", "1", "--hours", "1"], "once"),
+    ([], "once"),
+    (["--minutes", "1", "--hardware", "{tmp}/none.json"], "not found"),
+    (["--minutes", "1", "--hardware", "{tmp}/junk.json"], "not a hardware profile"),
+    (["--minutes", "1", "--device-name", "abacus"], "Unknown device name"),
+    (["--minutes", "1", "--device-name", "a100", "--hardware", "{tmp}/junk.json"], "not both"),
+    (["--minutes", "1", "--rules", "{tmp}/none.toml"], ""),
+    (["--minutes", "1", "--rules", "{tmp}/junk.json"], ""),
+    (["--minutes", "1", "--weights", "{tmp}/none.pth"], ""),
+    (["--minutes", "1", "--weights", "{tmp}/junk.json"], ""),
+]
+
+
+@pytest.mark.parametrize("options,message", BAD_OPTIONS, ids=[" ".join(o) or "no-budget" for o, _ in BAD_OPTIONS])
+def test_bad_options_end_in_one_line(tmp_path, good, options, message):
+    (tmp_path / "junk.json").write_text("{ this is not json")
+    before = _tree_hash(good)
+    args = ["recommend", "--data", str(good)] + [o.replace("{tmp}", str(tmp_path)) for o in options]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code in (1, 2), out.output
+    assert _one_error(out, message), out.output
+    assert _tree_hash(good) == before
+
+
+@pytest.mark.parametrize("options", [["--seconds", "nan"], ["--seconds", "inf"], ["--seconds", "0"], ["--seconds", "-5"],
+                                     ["--fraction", "0"], ["--fraction", "2"], ["--fraction", "nan"]])
+def test_bad_probe_durations_are_refused_before_any_work(good, options):
+    out = CliRunner().invoke(main, ["probe", "--data", str(good), "--minutes", "1", *options])
+    assert out.exit_code == 1 and _one_error(out), out.output
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_opened(tmp_path, good):
+    fifo = good / "0" / "pipe.png"
+    os.mkfifo(fifo)
+    out = CliRunner().invoke(main, ["profile", "--data", str(good)])
+    assert out.exit_code == 0 and "not regular files" in out.output
+
+
+def test_report_must_be_html_or_png(tmp_path, good):
+    out = CliRunner().invoke(main, ["recommend", "--data", str(good), "--minutes", "1", "--device-name", "a100",
+                                    "--report", str(tmp_path / "r.pdf")])
+    assert out.exit_code == 1 and _one_error(out, "must end in .html or .png"), out.output
+
+
+def test_a_corrupt_database_does_not_stop_calibrate(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "advisor.db").write_bytes(b"\x00garbage" * 64)
+    out = CliRunner().invoke(main, ["calibrate", "--show"], env={"ADVISOR_HOME": str(home)})
+    assert out.exit_code == 0 and "moved it to" in out.output and "Traceback" not in out.output
+
+
+def test_odd_image_modes_are_read(tmp_path, good):
+    root = tmp_path / "modes"
+    shutil.copytree(good, root)
+    Image.new("CMYK", (16, 16)).save(root / "0" / "cmyk.jpg")
+    Image.new("I;16", (16, 16)).save(root / "1" / "sixteen.png")
+    Image.new("P", (16, 16)).save(root / "2" / "palette.png")
+    Image.new("LA", (16, 16)).save(root / "3" / "la.png")
+    Image.new("1", (16, 16)).save(root / "4" / "bits.png")
+    out = CliRunner().invoke(main, ["profile", "--data", str(root)])
+    assert out.exit_code == 0 and "Traceback" not in out.output
