@@ -36,16 +36,20 @@ def weights_path(name: str) -> Path:
     return Path(getattr(module, cfg.file_getter).get_model_file_path())
 
 
-def _load_by_position(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+def _match(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """``state`` renamed to the model's names — by name when the names match, else by position — with every
+    tensor's shape checked; a one-line error names the first mismatch."""
     target = model.state_dict()
     if len(state) != len(target):
         raise BackboneError(f"{source} has {len(state)} tensors; the model expects {len(target)}.")
-    renamed = {}
-    for (src_key, tensor), (key, expected) in zip(state.items(), target.items()):
+    pairs = [(k, state[k], k, target[k]) for k in target] if set(state) == set(target) else [
+        (src_key, tensor, key, expected) for (src_key, tensor), (key, expected) in zip(state.items(), target.items())]
+    for src_key, tensor, key, expected in pairs:
+        if not isinstance(tensor, torch.Tensor):
+            raise BackboneError(f"{source}: '{src_key}' is not a tensor.")
         if tuple(tensor.shape) != tuple(expected.shape):
             raise BackboneError(f"{source}: tensor '{src_key}' has shape {tuple(tensor.shape)}, model's '{key}' needs {tuple(expected.shape)}.")
-        renamed[key] = tensor
-    model.load_state_dict(renamed)
+    return {key: tensor for _, tensor, key, _ in pairs}
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -63,10 +67,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise BackboneError(f"'{path}' does not hold a state dict.")
-    if set(state) == set(model.state_dict()):
-        model.load_state_dict(state)
-    else:
-        _load_by_position(model, state, str(path))
+    model.load_state_dict(_match(model, state, str(path)))
 
 
 def create(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weights: str | Path | None = None) -> nn.Module:

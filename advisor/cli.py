@@ -9,7 +9,7 @@ import click
 
 from . import calibration, datasets, report
 from .registry import BACKBONES, DEFAULT_BACKBONE
-from .errors import AdvisorError
+from .errors import AdvisorError, printable
 from .state import MachineState
 
 
@@ -19,11 +19,11 @@ def _user_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():  # restored when the command returns
-            warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
+            warnings.showwarning = lambda message, *a, **k: click.echo(printable(f"warning: {message}"), err=True)
             try:
                 return func(*args, **kwargs)
             except AdvisorError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise click.ClickException(printable(str(exc))) from None
 
     return wrapper
 

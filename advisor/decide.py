@@ -78,14 +78,14 @@ def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[St
 def plan_resolution(image_side: int, book: rules_mod.RuleBook, native: bool = False) -> int:
     """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range; with
     ``native`` (a network trained from scratch) the images' own side, never upsampled."""
-    lo, hi = book.settings["min_resolution"], book.settings["max_resolution"]
+    lo, hi = book.settings.min_resolution, book.settings.max_resolution
     if native:
         return int(min(hi, max(8, image_side)))
     return int(min(hi, max(lo, 32 * round(image_side / 32))))
 
 
 def plan_batch_size(hw: Hardware, n_images: int, book: rules_mod.RuleBook) -> int:
-    size = book.settings["batch_size_gpu" if hw.device == "cuda" else "batch_size_cpu"]
+    size = book.settings.batch_size_gpu if hw.device == "cuda" else book.settings.batch_size_cpu
     return int(max(1, min(size, n_images)))
 
 
@@ -150,7 +150,7 @@ def decide(
 
     estimates = []
     for s in STRATEGIES:
-        capped = book.max_epochs[s]
+        capped = getattr(book.max_epochs, s)
         if epochs[s] is not None:
             where = f"{throughput.source} on {hw.name} at {throughput.resolution}px, {throughput.origin}"
             src = "measured" if throughput.source == "measured" else "estimated"
@@ -198,7 +198,7 @@ def decide(
     if predicted and len(ranked) > 1 and best.accuracy.low is not None:
         confidence = _model_confidence(best.accuracy, ranked[1].accuracy)
     else:
-        temperature = book.decision["temperature"]
+        temperature = book.decision.temperature
         weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
         confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
                               detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")

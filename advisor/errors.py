@@ -1,6 +1,12 @@
 """One exception family for the user's mistakes; the CLI prints them as one line."""
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print and to write as JSON: bytes of a file name that are not valid UTF-8 (which Python
+    holds as lone surrogates) are shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class AdvisorError(Exception):
     """Base class for every error caused by input the user can fix."""
 

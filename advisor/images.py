@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import printable
 from .scan import ImageItem
 
 
@@ -56,7 +57,7 @@ def load(items: Sequence[ImageItem], size: int, workers: int = 4) -> tuple[torch
     keep = [i for i, a in enumerate(arrays) if a is not None]
     if len(keep) < len(items):
         bad = [items[i].path for i, a in enumerate(arrays) if a is None]
-        warnings.warn(f"skipped {len(bad)} image(s) that could not be decoded, e.g. {bad[0]}", stacklevel=2)
+        warnings.warn(f"skipped {len(bad)} image(s) that could not be decoded, e.g. {printable(bad[0])}", stacklevel=2)
     if not keep:
         return torch.empty(0, 3, size, size, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
     x = torch.from_numpy(np.stack([arrays[i] for i in keep])).permute(0, 3, 1, 2).contiguous()

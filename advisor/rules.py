@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from .errors import RulesError
 from .registry import FINE_TUNE_DEPTHS
@@ -48,16 +48,48 @@ class Rule(BaseModel):
         return ", ".join(parts)
 
 
-class RuleBook(BaseModel):
-    """A whole rules file: thresholds, decision and settings constants, and the rules."""
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(gt=0, allow_inf_nan=False, description="softmax temperature of rule scores")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_resolution: PositiveInt
+    max_resolution: PositiveInt
+    batch_size_cpu: PositiveInt
+    batch_size_gpu: PositiveInt
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Settings":
+        if self.min_resolution > self.max_resolution:
+            raise ValueError(f"min_resolution {self.min_resolution} is above max_resolution {self.max_resolution}")
+        return self
+
+
+class MaxEpochs(BaseModel):
+    """Planned epochs are capped here, per strategy."""
 
     model_config = ConfigDict(extra="forbid")
 
-    thresholds: dict[str, float]
-    decision: dict[str, float]
-    settings: dict[str, int]
-    max_epochs: dict[StrategyName, float]
-    rule: list[Rule]
+    feature_extraction: PositiveFloat = Field(allow_inf_nan=False)
+    fine_tune: PositiveFloat = Field(allow_inf_nan=False)
+    retrain: PositiveFloat = Field(allow_inf_nan=False)
+    scratch: PositiveFloat = Field(allow_inf_nan=False)
+
+
+class RuleBook(BaseModel):
+    """A whole rules file, validated whole: thresholds, decision and settings constants, and the rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: dict[str, FiniteFloat]
+    decision: Decision
+    settings: Settings
+    max_epochs: MaxEpochs
+    rule: list[Rule] = Field(min_length=1)
     source: str = ""
 
     def model_post_init(self, _context) -> None:

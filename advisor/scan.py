@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from .errors import DataError, printable
 from .schemas import ClassCount, DataProfile
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -142,7 +142,7 @@ def scan(root: str | os.PathLike, workers: int = 8, progress: bool = False) -> S
     items, unreadable = [], []
     for (path, label, split), header in zip(jobs, headers):
         if isinstance(header, str):
-            unreadable.append(f"{os.path.relpath(path, root)}: {header}")
+            unreadable.append(printable(f"{os.path.relpath(path, root)}: {header}"))
         else:
             items.append(ImageItem(path, label, split, header[0], header[1]))
 
@@ -157,7 +157,7 @@ def scan(root: str | os.PathLike, workers: int = 8, progress: bool = False) -> S
         )
     if special:
         warnings.warn(f"skipped {len(special)} path(s) that are not regular files (FIFO, socket or device), "
-                      f"e.g. {os.path.relpath(special[0], root)}", stacklevel=2)
+                      f"e.g. {printable(os.path.relpath(special[0], root))}", stacklevel=2)
     if unreadable:
         warnings.warn(f"skipped {len(unreadable)} unreadable file(s), e.g. {unreadable[0]}", stacklevel=2)
     return ScannedData(root, layout, classes, items, unreadable, ignored, time.perf_counter() - t0)
@@ -176,12 +176,12 @@ def profile(data: ScannedData) -> DataProfile:
     grey = all(m in ("1", "L", "LA", "I", "I;16", "F") for m in modes)
     smallest, largest = data.items[areas.index(min(areas))], data.items[areas.index(max(areas))]
     return DataProfile(
-        root=str(data.root),
+        root=printable(str(data.root)),
         layout=data.layout,
         n_images=len(train),
         n_eval_images=len(data.items) - len(train),
         n_classes=len(data.classes),
-        classes=[ClassCount(name=n, train=per_class[i], eval=per_class_eval[i]) for i, n in enumerate(data.classes)],
+        classes=[ClassCount(name=printable(n), train=per_class[i], eval=per_class_eval[i]) for i, n in enumerate(data.classes)],
         images_per_class_min=min(counts),
         images_per_class_median=float(statistics.median(counts)),
         images_per_class_max=max(counts),

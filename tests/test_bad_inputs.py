@@ -21,7 +21,7 @@ def _tree_hash(root: Path) -> str:
         dirnames.sort()
         for name in sorted(filenames + dirnames):
             path = Path(dirpath) / name
-            h.update(str(path.relative_to(root)).encode())
+            h.update(os.fsencode(path.relative_to(root)))
             if path.is_file() and not path.is_symlink() and os.path.isfile(path) and not path.is_fifo():
                 h.update(path.read_bytes())
     return h.hexdigest()
@@ -162,3 +162,91 @@ def test_odd_image_modes_are_read(tmp_path, good):
     Image.new("1", (16, 16)).save(root / "4" / "bits.png")
     out = CliRunner().invoke(main, ["profile", "--data", str(root)])
     assert out.exit_code == 0 and "Traceback" not in out.output
+
+
+DEFAULT_RULES = (Path(__file__).parent.parent / "rules" / "default.toml").read_text()
+BAD_RULES = [  # (what is changed in the default rules file, the part of the message naming it)
+    (("min_resolution = 64", ""), "settings.min_resolution"),
+    (("scratch = 90", ""), "max_epochs.scratch"),
+    (("temperature = 1.0", "temperature = 0"), "decision.temperature"),
+    (("temperature = 1.0", "temperature = -2"), "decision.temperature"),
+    (("similar = 0.60", "similar = nan"), "thresholds.similar"),
+    (("min_resolution = 64", "min_resolution = 512"), "settings"),
+    (("batch_size_cpu = 32", 'batch_size_cpu = "many"'), "settings.batch_size_cpu"),
+    (("[decision]", "[decisions]"), "decision"),
+    (('when = ["n_images < scratch_min_images"]', 'when = ["pixels < 3"]'), "unknown fact 'pixels'"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD_RULES, ids=[m for _, m in BAD_RULES])
+def test_a_rules_file_is_validated_whole_before_any_work(tmp_path, good, change, message):
+    old, new = change
+    assert old in DEFAULT_RULES
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT_RULES.replace(old, new, 1))
+    out = CliRunner().invoke(main, ["recommend", "--data", str(good), "--minutes", "1", "--rules", str(path)])
+    assert out.exit_code == 1 and _one_error(out, message), out.output
+
+
+def _weights(tmp_path: Path, kind: str) -> Path:
+    """A weights file of the named kind, shaped like the default backbone's where it matters."""
+    import timm
+    import torch
+
+    path = tmp_path / f"{kind}.pth"
+    state = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    if kind == "ten-class-head":  # ImageNet's names, a head for 10 classes
+        state["classifier.weight"], state["classifier.bias"] = torch.zeros(10, 1280), torch.zeros(10)
+    elif kind == "missing-tensor":
+        state.pop("conv_stem.weight")
+    elif kind == "renamed-wrong-shape":  # other names, first tensor of the wrong shape
+        state = {f"layer{i}": torch.zeros(3) if i == 0 else t for i, t in enumerate(state.values())}
+    elif kind == "a-bare-tensor":
+        state = torch.zeros(3)
+    elif kind == "pickled-object":
+        state = {"model": Path("x")}
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("kind,message", [("ten-class-head", "'classifier.weight' has shape (10, 1280)"),
+                                          ("missing-tensor", "the model expects"),
+                                          ("renamed-wrong-shape", "'layer0' has shape (3,)"),
+                                          ("a-bare-tensor", "does not hold a state dict"),
+                                          ("pickled-object", "pickled objects")])
+def test_weights_are_checked_tensor_by_tensor_in_one_line(tmp_path, good, kind, message):
+    path = _weights(tmp_path, kind)
+    out = CliRunner().invoke(main, ["recommend", "--data", str(good), "--minutes", "1", "--weights", str(path)])
+    assert out.exit_code == 1 and _one_error(out, message), out.output
+
+
+def test_file_names_that_are_not_utf8_are_shown_safely_in_text_and_json(tmp_path, good):
+    import json
+
+    os.rename(good / "0", os.path.join(os.fsencode(good), b"zero-\xff"))
+    (Path(os.fsdecode(os.path.join(os.fsencode(good), b"zero-\xff"))) / os.fsdecode(b"bad-\xfe.png")).write_bytes(b"junk")
+    before = _tree_hash(good)
+    text = CliRunner().invoke(main, ["profile", "--data", str(good)])
+    assert text.exit_code == 0 and "zero-\\xff" in text.output and "bad-\\xfe.png" in text.output, text.output
+    as_json = CliRunner().invoke(main, ["profile", "--data", str(good), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    profile = json.loads(as_json.stdout)
+    assert "zero-\\xff" in [c["name"] for c in profile["classes"]] and "bad-\\xfe.png" in profile["unreadable"][0]
+    rec = CliRunner().invoke(main, ["recommend", "--data", str(good), "--minutes", "1",
+                                                    "--device-name", "a100", "--no-model", "--json"])
+    assert rec.exit_code == 0 and json.loads(rec.stdout)["strategy"], rec.output
+    assert _tree_hash(good) == before
+
+
+def test_a_symlink_loop_and_a_decompression_bomb_end_in_warnings(tmp_path, good):
+    import struct
+    import zlib
+
+    (good / "1" / "loop.png").symlink_to(good / "1" / "loop.png")
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)  # a header claiming 1.6 gigapixels
+    (good / "2" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
+                                          + struct.pack(">I", zlib.crc32(ihdr)))
+    before = _tree_hash(good)
+    out = CliRunner().invoke(main, ["profile", "--data", str(good)])
+    assert out.exit_code == 0 and "unreadable" in out.output and "Traceback" not in out.output, out.output
+    assert _tree_hash(good) == before

@@ -76,7 +76,7 @@ def test_epochs_follow_measured_throughput_and_budget():
     e = rec.estimate("retrain")
     assert e.epochs_in_budget.value == pytest.approx(2 * 3600 * 14 / 10_000, rel=1e-3)
     assert e.seconds_per_epoch.source == "measured" and e.epochs_in_budget.source == "estimated"  # derived from a measurement
-    assert e.settings.epochs.value == pytest.approx(min(e.epochs_in_budget.value, BOOK.max_epochs["retrain"]), rel=1e-2)
+    assert e.settings.epochs.value == pytest.approx(min(e.epochs_in_budget.value, BOOK.max_epochs.retrain), rel=1e-2)
 
 
 def test_greyscale_turns_off_flips():
@@ -91,13 +91,17 @@ def test_confidence_is_higher_when_rules_agree():
     assert clear.confidence.value > split.confidence.value
 
 
+HEAD = ("[thresholds]\n[decision]\ntemperature=1\n[settings]\nmin_resolution=64\nmax_resolution=224\nbatch_size_cpu=32\n"
+        "batch_size_gpu=128\n[max_epochs]\nfeature_extraction=1\nfine_tune=15\nretrain=30\nscratch=90\n")
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
         ("[thresholds\n", "not valid TOML"),
-        ('[thresholds]\n[decision]\ntemperature=1\n[settings]\n[max_epochs]\n[[rule]]\nid="x"\nwhen=["colour > 3"]\nreason="r"\n', "unknown fact 'colour'"),
-        ('[thresholds]\n[decision]\ntemperature=1\n[settings]\n[max_epochs]\n[[rule]]\nid="x"\nwhen=["n_images > lots"]\nreason="r"\n', "neither a number nor a threshold"),
-        ('[thresholds]\n[decision]\ntemperature=1\n[settings]\n[max_epochs]\n[[rule]]\nid="x"\nprefer={magic=1}\nreason="r"\n', "rule"),
+        (HEAD + '[[rule]]\nid="x"\nwhen=["colour > 3"]\nreason="r"\n', "unknown fact 'colour'"),
+        (HEAD + '[[rule]]\nid="x"\nwhen=["n_images > lots"]\nreason="r"\n', "neither a number nor a threshold"),
+        (HEAD + '[[rule]]\nid="x"\nprefer={magic=1}\nreason="r"\n', "rule"),
     ],
 )
 def test_bad_rules_files_are_reported(tmp_path, text, message):
