@@ -72,6 +72,14 @@ def test_more_budget_or_more_images_never_predicts_lower(fitted):
     assert np.all(np.diff(by_size, axis=0) >= -1e-9)
 
 
+def test_feature_extraction_never_predicts_lower_for_data_closer_to_imagenet(fitted):
+    model = fitted[2]["default"]
+    fe = STRATEGIES.index("feature_extraction")
+    for n, classes, channels, k in ((100, 10, 3, 1.0), (2000, 10, 1, 10.0), (50, 5, 3, 0.3)):
+        rows = [learned.feature_row(n, classes, channels, s, EpochEquivalents(k)) for s in np.linspace(0.05, 0.95, 10)]
+        assert np.all(np.diff(model.predict(np.array(rows))[:, fe]) >= -1e-9)
+
+
 def test_predictions_never_saturate_and_intervals_never_collapse(fitted):
     _, _, models, path = fitted
     loaded, card = learned.load(path)
