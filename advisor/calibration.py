@@ -7,14 +7,18 @@ probes observed (:func:`correction`).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 from .state import MachineState
-from .schemas import STRATEGIES, Hardware, StrategyName, Throughput
+from .schemas import STRATEGIES, DataFacts, Hardware, StrategyName, Throughput
 from .units import EpochEquivalents
 
 PRIOR_WEIGHT = 0.5  # a zero-error pseudo-probe of this weight shrinks the correction while probes are few
-OTHER_DATA = 0.25  # a probe of other data counts this much: the model's error is mostly that data set's
+OTHER_DATA = 0.25  # a probe of other, close data counts this much: the model's error is mostly that data set's
+# Other data is close when each of these holds (the model's error moves with size, classes and similarity):
+CLOSE_RATIO = 2.0  # images per class and classes within this factor of the probed data's
+CLOSE_SIMILARITY = 0.1  # similarity to ImageNet within this of the probed data's
 NOISE_IMAGES = 50  # a probe with this many validation images counts half
 
 
@@ -91,11 +95,27 @@ def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbon
 
 
 def probe_record(errors: dict[StrategyName, float], reach: dict[StrategyName, float | None], val_images: int,
-                 data: str) -> dict:
+                 data: str, facts: DataFacts) -> dict:
     """What one probe tells calibration: the model's errors (observed − predicted normalised accuracy) at the
     probe's conditions, how far each strategy trained (epoch-equivalents; None for feature extraction), the
-    validation size and the data probed."""
-    return {"errors": errors, "reach": reach, "val_images": val_images, "data": data}
+    validation size, the data probed and its facts (for :func:`closeness`)."""
+    return {"errors": errors, "reach": reach, "val_images": val_images, "data": data,
+            "facts": {k: getattr(facts, k) for k in ("n_images", "n_classes", "similarity")}}
+
+
+def closeness(record: dict, data: str | None, facts: DataFacts | None) -> float:
+    """How much a probe record counts for advice on ``data`` with ``facts``: fully for the same data,
+    :data:`OTHER_DATA` for other data that is close (:data:`CLOSE_RATIO`, :data:`CLOSE_SIMILARITY`), else not
+    at all — a probe of digits says nothing about an unrelated numbers-only call."""
+    if data is not None and record.get("data") == data:
+        return 1.0
+    theirs = record.get("facts")
+    if facts is None or not theirs:
+        return 0.0
+    ratio = max(abs(math.log((facts.n_images / facts.n_classes) / (theirs["n_images"] / theirs["n_classes"]))),
+                abs(math.log(facts.n_classes / theirs["n_classes"])))
+    near = ratio <= math.log(CLOSE_RATIO) and abs(facts.similarity - theirs["similarity"]) <= CLOSE_SIMILARITY
+    return OTHER_DATA if near else 0.0
 
 
 def record_probe(state: MachineState, record: dict, hw: Hardware) -> None:
@@ -116,21 +136,23 @@ def probe_weight(reach: EpochEquivalents | None, val_images: int, target: EpochE
     return progress * val_images / (val_images + NOISE_IMAGES)
 
 
-def correction(records: list[dict], target: EpochEquivalents, data: str | None = None) -> dict[StrategyName, float]:
-    """Per-strategy offset to add to the model's normalised predictions at budget ``target``: the probes'
-    errors averaged with :func:`probe_weight` (probes of other data than ``data`` discounted), shrunk to zero."""
+def correction(records: list[dict], target: EpochEquivalents, data: str | None = None,
+               facts: DataFacts | None = None) -> tuple[dict[StrategyName, float], int]:
+    """Per-strategy offset to add to the model's normalised predictions at budget ``target``, and how many
+    probes it rests on: the probes' errors averaged with :func:`probe_weight` × :func:`closeness` to ``data``
+    and ``facts``, shrunk to zero."""
+    used = [(r, c) for r in records if (c := closeness(r, data, facts)) > 0]
     out = {}
     for s in STRATEGIES:
         num = den = 0.0
-        for r in records:
+        for r, c in used:
             if s not in r.get("errors", {}):
                 continue
             reach = r.get("reach", {}).get(s)  # stored as a plain number (JSON)
-            w = probe_weight(None if reach is None else EpochEquivalents(reach), r.get("val_images", 0), target)
-            w *= 1.0 if data is not None and r.get("data") == data else OTHER_DATA
+            w = c * probe_weight(None if reach is None else EpochEquivalents(reach), r.get("val_images", 0), target)
             num, den = num + w * r["errors"][s], den + w
         out[s] = num / (den + PRIOR_WEIGHT)
-    return out
+    return out, len(used)
 
 
 def show(state: MachineState) -> str:
@@ -152,7 +174,8 @@ def show(state: MachineState) -> str:
     if found:
         lines.append(f"  later advice adds these errors to the model's predictions, weighted by how far each probe trained "
                      f"toward the new budget and by its validation images, shrunk by a pseudo-probe of weight {PRIOR_WEIGHT:g}; "
-                     f"probes of other data count {OTHER_DATA:.0%}")
+                     f"probes of other data count {OTHER_DATA:.0%} when it is close (images per class and classes within "
+                     f"×{CLOSE_RATIO:g}, similarity within {CLOSE_SIMILARITY:g}), else not at all")
     return "\n".join(lines)
 
 

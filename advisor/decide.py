@@ -55,24 +55,33 @@ def _cost(e: StrategyEstimate) -> tuple[float, int]:
 
 
 def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[StrategyEstimate, str | None, str | None]:
-    """(chosen, runner-up, the tie's explanation or None). When the top two are within the uncertainty, the one
-    that costs less compute is chosen and the reason says so."""
+    """(chosen, runner-up, the tie's explanation or None). Every strategy within the uncertainty of the best
+    is tied with it, and the one of them that costs least compute is chosen, with the reason — so a shift too
+    small to matter cannot swap the advice between near-equal strategies."""
     if len(ranked) < 2:
         return ranked[0], None, None
-    first, second = ranked[0], ranked[1]
+    first = ranked[0]
+
+    def tied_with_first(e: StrategyEstimate) -> bool:
+        if confidence.source == "model":
+            return _model_confidence(first.accuracy, e.accuracy).value < TIE_CONFIDENCE
+        return first.score.value - e.score.value < TIE_POINTS
+
+    tied = [first] + [e for e in ranked[1:] if tied_with_first(e)]
+    if len(tied) == 1:
+        return first, ranked[1].strategy, None
+    cheapest = min(tied, key=_cost)
+    runner_up = first if cheapest is not first else ranked[1]
     if confidence.source == "model":
-        tied, why = confidence.value < TIE_CONFIDENCE, f"a {confidence.value:.0%} chance that {first.strategy} is really better"
+        why = f"a {confidence.value:.0%} chance that {first.strategy} is really better than {ranked[1].strategy}"
     else:
-        gap = first.score.value - second.score.value
-        tied, why = gap < TIE_POINTS, f"rule scores {first.score.value:g} and {second.score.value:g}"
-    if not tied:
-        return first, second.strategy, None
-    cheaper, other = sorted((first, second), key=_cost)
-    cost = (f" ({cheaper.expected_seconds.value:.0f} s planned against {other.expected_seconds.value:.0f} s)"
-            if cheaper.expected_seconds and other.expected_seconds else "")
-    text = (f"Tie: {registry.TITLES[first.strategy]} and {registry.TITLES[second.strategy]} are within the uncertainty "
-            f"({why}); {registry.TITLES[cheaper.strategy]} costs less compute{cost}, so it is chosen.")
-    return cheaper, other.strategy, text
+        why = "rule scores " + ", ".join(f"{e.score.value:g}" for e in tied)
+    names = ", ".join(registry.TITLES[e.strategy] for e in tied[:-1]) + f" and {registry.TITLES[tied[-1].strategy]}"
+    cost = (f" ({cheapest.expected_seconds.value:.0f} s planned against {runner_up.expected_seconds.value:.0f} s)"
+            if cheapest.expected_seconds and runner_up.expected_seconds else "")
+    text = (f"Tie: {names} are within the uncertainty ({why}); {registry.TITLES[cheapest.strategy]} costs least "
+            f"compute{cost}, so it is chosen.")
+    return cheapest, runner_up.strategy, text
 
 
 def plan_resolution(image_side: int, book: rules_mod.RuleBook, native: bool = False) -> int:

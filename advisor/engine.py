@@ -156,6 +156,7 @@ def run(
     eval_points: int = 4,
     seed: int = 0,
     progress=None,
+    wall_seconds: float | None = None,
 ) -> RunResult:
     """Train ``strategy`` on uint8 ``train`` images and report accuracy on ``val``, under one budget:
 
@@ -165,12 +166,14 @@ def run(
       images that time buys at the strategy's measured speed: k × ``speed_ratio`` epochs, where ``speed_ratio`` = the strategy's images/s ÷ all-layer training's
       (measured with :func:`measure_speed_ratio` when not given), so other load on the machine cannot shift budgets.
 
-    Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
+    ``wall_seconds`` also bounds the whole run's wall time — building, evaluations, the final one included
+    (estimated by the last) — to within about one step. Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
     is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved.
     ``strategy`` is a name (scratch gets the network sized to ``train``) or a concrete :class:`Strategy`.
     """
     if sum(b is not None for b in (seconds, epochs, equivalents)) != 1:
         raise ValueError("give exactly one of seconds, epochs or equivalents")
+    started = time.perf_counter()
     strat = st.resolve(strategy, train[0].shape[-1], len(train[0]))
     torch.manual_seed(seed)
     hardware.reset_peak_memory(hw)
@@ -197,7 +200,7 @@ def run(
     curve: list[tuple[float, float]] = []
     gen = torch.Generator(device="cpu").manual_seed(seed)
     step, seen, trained_s, perm, pos = 0, 0, 0.0, torch.randperm(n, generator=gen), 0
-    done = 0.0
+    done, eval_s = 0.0, 0.0
     while done < 1.0:
         for g, base in zip(optimizer.param_groups, base_lrs):
             g["lr"] = base * lr_factor(done)
@@ -221,12 +224,16 @@ def run(
         trained_s += time.perf_counter() - t
         step, seen = step + 1, seen + len(idx)
         done = min(1.0, trained_s / seconds if seconds is not None else seen / total_images)
+        if wall_seconds is not None:  # leave room for the final evaluation, as long as the last one took
+            done = max(done, min(1.0, (time.perf_counter() - started + eval_s) / wall_seconds))
         if progress:
             progress(done)
         if checkpoints and done >= checkpoints[0] - 1e-9:
             while checkpoints and done >= checkpoints[0] - 1e-9:
                 checkpoints.pop(0)
+            t = time.perf_counter()
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
+            eval_s = time.perf_counter() - t
     return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
                      batch_size, hardware.peak_memory_mb(hw), strat.variant)
 

@@ -216,7 +216,7 @@ class LearnedPredictor:
 
     ``probes`` (calibration records: the model's errors seen by probes) correct the predictions at each
     budget through :func:`advisor.calibration.correction`; ``data`` names the data being advised on, whose
-    own probes count fully.
+    own probes count fully; probes of other data count only when it is close (:func:`advisor.calibration.closeness`).
     """
 
     def __init__(self, models: dict[str, StrategyModel], card: dict, measures: Similarity | dict | None = None,
@@ -240,9 +240,9 @@ class LearnedPredictor:
         norm = self.normalised(facts, budget)
         row = feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures)
         where, distance, beyond = self.model.domain(row)
-        offsets = calibration.correction(self.probes, budget, self.data) if self.probes else {}
-        note = (f"; corrected by {len(self.probes)} probe(s) on this machine: "
-                + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if offsets else ""
+        offsets, used = calibration.correction(self.probes, budget, self.data, facts)
+        note = (f"; corrected by {used} probe(s) of this or close data on this machine: "
+                + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if used else ""
         if beyond:
             note += (f"; {where} the region the model was fitted on — " + ", ".join(beyond)
                      + f": a guess, its interval widened ×{1 + distance:.2g}")

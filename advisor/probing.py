@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from datetime import datetime, timezone
 
 from tqdm.auto import tqdm
@@ -27,15 +28,45 @@ def probe_seconds(rec: Recommendation, fraction: float) -> float:
     return min(1200.0, max(20.0, rec.budget.seconds * fraction))
 
 
-def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[list, bool, str]:
+MIN_STEPS = 10  # a trained strategy needs this many steps ...
+MIN_SHARE = 0.02  # ... and this share of the budget's epoch-equivalents for its probe to judge it
+CHANCE_SE = 2.0  # an accuracy within this many standard errors of chance shows nothing was learnt yet
+
+
+def _judge(run: ProbeRun, n_classes: int, n_val: int, in_budget: float | None) -> ProbeRun:
+    """Mark a run "too short to judge" when it is within noise of chance, or trained too few steps or too
+    small a share of the budget to say what the budget would bring; such a run neither decides the verdict
+    nor calibrates the model."""
+    chance = 1 / n_classes
+    noise = CHANCE_SE * math.sqrt(chance * (1 - chance) / max(n_val, 1))
+    if run.val_accuracy <= chance + noise:
+        why = f"{run.val_accuracy:.1%} is within noise of chance ({chance:.1%} ± {noise:.1%})"
+    elif run.strategy != "feature_extraction" and run.steps < MIN_STEPS:
+        why = f"{run.steps} steps (fewer than {MIN_STEPS})"
+    elif run.reach is not None and in_budget and run.reach / in_budget < MIN_SHARE:
+        why = f"{run.reach / in_budget:.1%} of the budget's epochs (less than {MIN_SHARE:.0%})"
+    else:
+        return run
+    return run.model_copy(update={"judged": False, "note": f"too short to judge: {why}"})
+
+
+def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[list, bool | None, str]:
+    """The ranking of every run, whether the probe agrees with the recommendation (None: it cannot judge it),
+    and the verdict in words. Only runs long enough to judge (:func:`_judge`) count."""
     ranking = [r.strategy for r in sorted(runs, key=lambda r: r.val_accuracy, reverse=True)]
-    acc = {r.strategy: r.val_accuracy for r in runs}
-    best = ranking[0]
+    judged = {r.strategy: r.val_accuracy for r in runs if r.judged}
+    chosen = rec.strategy
+    short = ", ".join(r.strategy for r in runs if not r.judged)
+    unjudged = f" Too short to judge: {short}." if short else ""
+    if not judged:
+        return ranking, None, f"The probe cannot judge any strategy: every run was too short.{unjudged}"
+    best = max(judged, key=judged.get)
+    if chosen not in judged:
+        return ranking, None, (f"The probe cannot judge the recommended {chosen}: its run was too short. Of the runs "
+                               f"long enough to judge, {best} did best ({judged[best]:.1%}).{unjudged}")
+    acc = judged
     # the recommended strategy agrees if it is within one binomial standard error of the best
     se = math.sqrt(max(acc[best] * (1 - acc[best]), 0.25 / max(n_val, 1)) / max(n_val, 1))
-    chosen = rec.strategy
-    if chosen not in acc:
-        return ranking, False, f"The recommended {chosen} was not probed; {best} did best ({acc[best]:.1%})."
     agrees = acc[best] - acc[chosen] <= se
     if chosen == best:
         verdict = f"The probe agrees: {chosen} reached the best validation accuracy ({acc[chosen]:.1%})."
@@ -45,7 +76,7 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
     else:
         verdict = (f"The probe disagrees: {best} reached {acc[best]:.1%}, the recommended {chosen} {acc[chosen]:.1%}. "
                    "Short runs favour cheap strategies; a longer budget may still favour the recommendation.")
-    return ranking, agrees, verdict
+    return ranking, agrees, verdict + unjudged
 
 
 def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int) -> dict[StrategyName, float]:
@@ -83,8 +114,10 @@ def probe(
 ) -> ProbeResult:
     """Recommend, then train each strategy briefly on a subset and report whether the ranking agrees.
 
-    The probe spends ``seconds`` in total, or ``fraction`` of the budget (see :func:`probe_seconds`), split
-    equally between the strategies; feature extraction takes what one pass needs. Runs at ``resolution``
+    The probe spends ``seconds`` in total, or ``fraction`` of the budget (see :func:`probe_seconds`): its runs'
+    wall time, to within about a step. What is left is shared by the strategies still to run, so time feature
+    extraction's one pass does not use goes to the others. A run too short to judge (:func:`_judge`) is reported
+    as such and changes nothing. Runs at ``resolution``
     (default: the planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
     result and the model's errors are stored there unless ``save=False``.
     """
@@ -114,45 +147,53 @@ def probe(
     log(f"probe: decoding {len(train_items)} training and {len(val_items)} validation images at {res}px …")
     train, val = images.load(train_items, res), images.load(val_items, res)
 
-    per_strategy = total / len(strategies)
     augment = rec.estimate("retrain").settings  # the rules choose one augmentation for every trained strategy
     flip, pad = augment.hflip, augment.crop_padding or 1 / 8
-    runs = []
-    for name in strategies:
+    runs, started = [], time.perf_counter()
+    for i, name in enumerate(strategies):
+        # what is left of the probe's time, shared by the strategies still to run; each keeps to its share
+        share = max(0.0, total - (time.perf_counter() - started)) / (len(strategies) - i)
         with tqdm(total=100, desc=f"probe {name}", unit="%", disable=not progress, leave=True,
                   bar_format="{desc:<26}{bar}| {n:.0f}% [{elapsed}]") as bar:
             def tick(done: float, bar=bar) -> None:
                 bar.update(round(100 * done) - bar.n)
             depth = rec.estimate(name).settings.fine_tune_depth  # the advised configuration, not the registry's default
-            r = engine.run(registry.resolve(name, res, len(train[0]), depth=depth), train, val, n_classes, hw, seconds=per_strategy,
-                           batch_size=planned.batch_size, flip=flip, pad_fraction=pad,
-                           backbone=backbone, weights=weights, progress=tick)
+            r = engine.run(registry.resolve(name, res, len(train[0]), depth=depth), train, val, n_classes, hw,
+                           seconds=max(share, 1e-3), wall_seconds=share, batch_size=planned.batch_size, flip=flip,
+                           pad_fraction=pad, backbone=backbone, weights=weights, progress=tick)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve))
+    spent = time.perf_counter() - started
+
+    # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
+    # all-layer epoch, timed by the probe's own retrain steps (measured here, now; else timed for it).
+    by_name = {r.strategy: r for r in runs}
+    retrain_ips = by_name["retrain"].images_per_second if "retrain" in by_name else (
+        len(train[0]) / engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone))
+    epoch_s = len(train[0]) / retrain_ips
+    in_budget = rec.estimate("retrain").epochs_in_budget
+    k_budget = in_budget.value if in_budget else None
+    runs = [_judge(r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}),
+                   n_classes, len(val[0]), k_budget) for r in runs]
     ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
-    spent = sum(r.seconds for r in runs)
     result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
-                         train_images=len(train[0]), val_images=len(val[0]), resolution=res, seconds_per_strategy=round(per_strategy, 1),
+                         train_images=len(train[0]), val_images=len(val[0]), resolution=res,
+                         seconds_per_strategy=round(total / len(strategies), 1),
                          cost=Quantity(value=round(spent, 1), unit="s", source="measured",
-                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget"))
+                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; "
+                                              f"asked for {total:.0f} s"))
     pred = api.predictor(state, use_model, rec.similarity)
-    if pred is not None and set(STRATEGIES) <= {r.strategy for r in runs}:
-        if rec.throughput is not None and rec.throughput.resolution == res:  # measured already, at this resolution
-            epoch_s = len(train[0]) / rec.throughput.images_per_second["retrain"]
-        else:
-            epoch_s = engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone)
-        runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)})
-                for r in runs]
-        errors = _model_errors(pred, rec, runs, len(train[0]))
-        reach = {r.strategy: r.reach for r in runs}
-        observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root))
+    judged = [r for r in runs if r.judged]
+    if pred is not None and judged:
+        errors = _model_errors(pred, rec, judged, len(train[0]))  # only what the probe can judge calibrates
+        reach = {r.strategy: r.reach for r in judged}
+        observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root), rec.facts)
         after = decide(rec.facts, budget, hw, book, rec.throughput, backbone=backbone,
                        predictor=api.predictor(state, use_model, rec.similarity, str(scanned.root), [observed]))
-        in_budget = rec.estimate("retrain").epochs_in_budget
         weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
-                                                     EpochEquivalents(in_budget.value)), 3)
-                   for s in STRATEGIES} if in_budget else None
-        result = result.model_copy(update={"runs": runs, "model_errors": errors, "calibration_weights": weights,
+                                                     EpochEquivalents(k_budget)), 3)
+                   for s in reach} if k_budget else None
+        result = result.model_copy(update={"model_errors": errors, "calibration_weights": weights,
                                            "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
         if save:
             calibration.record_probe(state, observed, hw)

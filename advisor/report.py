@@ -112,10 +112,11 @@ def probe_text(p: ProbeResult) -> str:
         f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}{'ms/step':<10}img/s",
     ]
     for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
-        lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{1000 * run.seconds / max(run.steps, 1):<10.0f}{run.images_per_second:.0f}")
+        lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{1000 * run.seconds / max(run.steps, 1):<10.0f}{run.images_per_second:.0f}"
+                     + (f"  ({run.note})" if run.note else ""))
     lines.append(p.verdict)
     if p.cost:
-        lines.append(f"Probe cost: {p.cost.value:.0f} s of training [measured], {p.cost.detail}.")
+        lines.append(f"Probe cost: {p.cost.value:.0f} s [measured], {p.cost.detail}.")
     if p.calibrated:
         before, after = p.recommendation, p.calibrated
         weights = p.calibration_weights or {}

@@ -205,13 +205,17 @@ class ProbeRun(BaseModel):
     curve: list[tuple[float, float]] = Field(description="(seconds, validation accuracy) points")
     reach: float | None = Field(None, description="epoch-equivalents trained: seconds ÷ one all-layer epoch of the "
                                 "probe's images (None for feature extraction, complete after one pass)")
+    judged: bool = Field(True, description="long enough and above chance to say something; else it neither "
+                         "decides the verdict nor calibrates the model")
+    note: str = ""
 
 
 class ProbeResult(BaseModel):
     recommendation: Recommendation
     runs: list[ProbeRun]
     ranking: list[StrategyName]
-    agrees: bool
+    agrees: bool | None = Field(description="whether the probe's judged runs agree with the recommendation; None "
+                                "when the recommended strategy's run was too short to judge")
     verdict: str
     train_images: int
     val_images: int

@@ -10,6 +10,7 @@ import advisor
 from advisor.units import EpochEquivalents
 from advisor import calibration, cells, learned
 from advisor.cli import main
+from advisor.schemas import DataFacts
 from advisor.state import MachineState
 
 ROWS = cells.read()
@@ -41,23 +42,27 @@ def test_throughput_is_measured_once_per_machine(digits_dir):
 
 
 @pytest.mark.slow
-def test_probe_calibrates_the_model_and_later_runs_use_it(digits_dir, model_state):
-    result = advisor.probe(digits_dir, minutes=10, seconds=6, max_train=100, progress=False, state=model_state)
-    assert result.calibrated is not None and set(result.model_errors) == {"feature_extraction", "fine_tune", "retrain", "scratch"}
+def test_probe_keeps_to_its_time_and_what_it_can_judge_calibrates_later_runs(digits_dir, model_state):
+    result = advisor.probe(digits_dir, minutes=1, seconds=12, resolution=32, max_train=100, progress=False, state=model_state)
+    one_step_each = sum(r.seconds / max(r.steps, 1) for r in result.runs)
+    assert result.cost.value <= 12 + one_step_each + 1.0, result.cost  # its --seconds, within about a step a run
+    judged = {r.strategy for r in result.runs if r.judged}
+    assert "feature_extraction" in judged and set(result.model_errors) == judged == set(result.calibration_weights)
     weights = result.calibration_weights
     assert all(0 < w < 1 for w in weights.values())
-    # feature extraction is complete in the probe; a few seconds of training are a small part of 10 minutes
-    assert weights["feature_extraction"] > max(weights["fine_tune"], weights["retrain"], weights["scratch"])
-    assert result.cost.value > 0 and "% of the 10 minutes budget" in result.cost.detail
+    # feature extraction is complete in the probe; a few seconds of training are a part of the budget only
+    assert all(weights["feature_extraction"] >= w for w in weights.values())
     (stored,) = calibration.probes(model_state)
     assert stored["errors"] == result.model_errors and stored["data"] == str(Path(digits_dir).resolve())
-    later = advisor.recommend(digits_dir, minutes=10, state=model_state)
+    later = advisor.recommend(digits_dir, minutes=1, state=model_state)
     k = EpochEquivalents(later.estimate("retrain").epochs_in_budget.value)
     uncorrected = learned.LearnedPredictor(*learned.load(model_state.model_path), later.similarity).predict(later.facts, k)
-    offsets = calibration.correction([stored], k, str(Path(digits_dir).resolve()))
-    for s in ("fine_tune", "retrain"):
+    offsets, used = calibration.correction([stored], k, str(Path(digits_dir).resolve()))
+    assert used == 1
+    for s in judged:
         shift = later.estimate(s).accuracy.value - uncorrected[s].value
-        assert shift != 0 and np.sign(shift) == np.sign(offsets[s])
+        if abs(offsets[s]) > 0.002:  # visible after rounding to 0.1 %
+            assert np.sign(shift) == np.sign(offsets[s])
 
 
 def test_calibrate_show_and_reset():
@@ -73,11 +78,22 @@ def test_calibrate_show_and_reset():
 def test_correction_weights_probes_by_reach_validation_size_and_data():
     probe = {"errors": {"feature_extraction": 0.2, "retrain": -0.3}, "reach": {"feature_extraction": None, "retrain": 1.0},
              "val_images": 50, "data": "/a"}
-    near = calibration.correction([probe], EpochEquivalents(1.0), data="/a")
-    far = calibration.correction([probe], EpochEquivalents(10.0), data="/a")
-    other = calibration.correction([probe], EpochEquivalents(1.0), data="/b")
+    probe["facts"] = {"n_images": 1000, "n_classes": 10, "similarity": 0.4}
+    near, _ = calibration.correction([probe], EpochEquivalents(1.0), data="/a")
+    far, _ = calibration.correction([probe], EpochEquivalents(10.0), data="/a")
+    close = DataFacts(n_images=1500, n_classes=12, resolution=64, channels=3, similarity=0.45)
+    other, used = calibration.correction([probe], EpochEquivalents(1.0), data="/b", facts=close)
     # half weight (50 validation images) against a 0.5 pseudo-probe: half of the error carries
     assert near["retrain"] == pytest.approx(-0.15) and near["feature_extraction"] == pytest.approx(0.1)
     assert abs(far["retrain"]) < abs(near["retrain"]) and far["feature_extraction"] == near["feature_extraction"]
-    assert abs(other["feature_extraction"]) < abs(near["feature_extraction"])
-    assert near["fine_tune"] == 0.0 and calibration.correction([], EpochEquivalents(3.0))["retrain"] == 0.0
+    assert used == 1 and 0 < abs(other["feature_extraction"]) < abs(near["feature_extraction"])
+    assert near["fine_tune"] == 0.0 and calibration.correction([], EpochEquivalents(3.0))[0]["retrain"] == 0.0
+
+
+@pytest.mark.parametrize("change", [{"n_images": 10000}, {"n_classes": 40, "n_images": 4000}, {"similarity": 0.7}])
+def test_probes_of_unrelated_data_never_move_the_advice(change):
+    probe = {"errors": {"retrain": -0.3}, "reach": {"retrain": 1.0}, "val_images": 50, "data": "/a",
+             "facts": {"n_images": 1000, "n_classes": 10, "similarity": 0.4}}
+    unrelated = DataFacts(**{"n_images": 1000, "n_classes": 10, "resolution": 64, "channels": 3, "similarity": 0.4, **change})
+    offsets, used = calibration.correction([probe], EpochEquivalents(1.0), data=None, facts=unrelated)
+    assert used == 0 and offsets["retrain"] == 0.0

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from advisor.cli import main
+from advisor.state import MachineState
 from advisor.schemas import ProbeResult, Recommendation
 
 from .conftest import copy_tree, snapshot
@@ -91,8 +92,21 @@ def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
     assert sorted(probe.ranking) == sorted(r.strategy for r in probe.runs)
     accs = {r.strategy: r.val_accuracy for r in probe.runs}
     assert accs[probe.ranking[0]] == max(accs.values())
-    best, chosen, n = probe.ranking[0], probe.recommendation.strategy, probe.val_images
-    se = math.sqrt(max(accs[best] * (1 - accs[best]), 0.25 / n) / n)  # agreement: within one binomial standard error
-    assert probe.agrees == (accs[best] - accs[chosen] <= se)
-    stored = [json.loads(line) for line in open(probe.stored_at)]
+    judged = {r.strategy: r.val_accuracy for r in probe.runs if r.judged}
+    chosen, n = probe.recommendation.strategy, probe.val_images
+    if chosen in judged:  # agreement: within one binomial standard error of the best run long enough to judge
+        best = max(judged, key=judged.get)
+        se = math.sqrt(max(judged[best] * (1 - judged[best]), 0.25 / n) / n)
+        assert probe.agrees == (judged[best] - judged[chosen] <= se)
+    else:
+        assert probe.agrees is None and "cannot judge" in probe.verdict
+    assert all(r.judged == (not r.note) for r in probe.runs)
+    # 6 s of a 10-minute budget: the trained strategies ran far too little of it to be judged, and change nothing
+    assert all(not r.judged and "too short to judge" in r.note for r in probe.runs if r.strategy != "feature_extraction")
+    assert set(probe.model_errors or {}) <= {"feature_extraction"}
+    assert "too short to judge" in result.stdout or "Too short" in probe.verdict
+    db = MachineState().database()
+    stored = db.read("probe_result")
+    db.close()
+    assert "table probe_result" in probe.stored_at
     assert len(stored) == 1 and stored[0]["runs"][0]["strategy"] == "feature_extraction"
