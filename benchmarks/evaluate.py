@@ -93,9 +93,11 @@ def evaluate(rows: list[dict]) -> str:
             continue
         model, _ = learned.fit(X[train], Y[train], groups[train])
         pred = model.predict(X[held])
-        lo, hi = model.interval(pred)
         truth = np.clip(Y[held], learned.EPS, 1 - learned.EPS)
-        covered.extend(((lo <= truth) & (truth <= hi)).ravel().tolist())
+        for x, p, t in zip(X[held], pred, truth):  # intervals as advisor shows them: widened with the distance out
+            where, distance, _ = model.domain(x)
+            lo, hi = model.interval(p, 1 + distance)
+            covered.extend((where, bool(c)) for c in (lo <= t) & (t <= hi))
         for i, p in zip(held, pred):
             row = rows[i]
             ordered.append(row)
@@ -118,8 +120,12 @@ def evaluate(rows: list[dict]) -> str:
              f"{'method':<36}{'agreement':>10}{'mean regret':>13}{'worst regret':>14}{'coverage':>10}"]
     for method, picks in choices.items():
         a, mean, worst = score(picks, ordered)
-        cov = f"{np.mean(covered):.0%}" if method == "learned model" and covered else ""
+        cov = f"{np.mean([c for _, c in covered]):.0%}" if method == "learned model" and covered else ""
         lines.append(f"{method:<36}{a:>10.0%}{mean:>12.2f}p{worst:>13.2f}p{cov:>10}")
+    lines.append("interval coverage by where the held-out cell lies against the model fitted without its data set "
+                 "(predictions × 4 strategies): " + "; ".join(
+                     f"{w} {np.mean([c for d, c in covered if d == w]):.0%} of {sum(d == w for d, _ in covered)}"
+                     if any(d == w for d, _ in covered) else f"{w}: none" for w in ("inside", "near", "outside")))
     ks = np.array([r["k"] for r in ordered])
     for method in ("learned model + rules", "model + rules + probe calibration", "always feature extraction"):
         lines.append(f"{method} by budget: " + "; ".join(
