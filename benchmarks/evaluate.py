@@ -59,7 +59,8 @@ def proxy_probe(index, row, model, X, Y) -> dict | None:
     k_probe, j = max(found)
     errors = Y[j] - model.predict(X[j : j + 1])[0]
     reach = {s: None if s == "feature_extraction" else k_probe for s in STRATEGIES}
-    return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"])
+    return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"],
+                                    cell_inputs(row)[0])
 
 
 def two_by_two(row: dict, book: rules.RuleBook) -> str:
