@@ -118,7 +118,7 @@ def probe(
     wall time, to within about a step. What is left is shared by the strategies still to run, so time feature
     extraction's one pass does not use goes to the others. A run too short to judge (:func:`_judge`) is reported
     as such and changes nothing. Runs at ``resolution``
-    (default: the planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
+    (default: each strategy's planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
     result and the model's errors are stored there unless ``save=False``.
     """
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
@@ -132,7 +132,10 @@ def probe(
     rec = api.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
     total = seconds if seconds is not None else probe_seconds(rec, fraction)
     planned = rec.estimate(rec.strategy).settings
-    res = resolution or (planned.resolution if hw.device == "cuda" else min(planned.resolution, 64))
+
+    def res_of(name: str) -> int:  # each strategy at its own planned resolution (scratch: the images' own side)
+        side = rec.estimate(name).settings.resolution
+        return resolution or (side if hw.device == "cuda" else min(side, 64))
 
     train_items = scanned.split("train")
     n_classes = len(scanned.classes)
@@ -144,8 +147,12 @@ def probe(
     train_items = images.stratified(train_items, max(1, max_train // n_classes))
     if not val_items:
         raise AdvisorError("Too few images to hold any out for validation; add images or a val/ split.")
-    log(f"probe: decoding {len(train_items)} training and {len(val_items)} validation images at {res}px …")
-    train, val = images.load(train_items, res), images.load(val_items, res)
+    decoded: dict[int, tuple] = {}
+    for res in sorted({res_of(name) for name in strategies} | {res_of("retrain")}):
+        log(f"probe: decoding {len(train_items)} training and {len(val_items)} validation images at {res}px …")
+        decoded[res] = images.load(train_items, res), images.load(val_items, res)
+    res = res_of("retrain")  # the pretrained strategies' resolution, at which an epoch-equivalent is defined
+    train, val = decoded[res]
 
     augment = rec.estimate("retrain").settings  # the rules choose one augmentation for every trained strategy
     flip, pad = augment.hflip, augment.crop_padding or 1 / 8
@@ -158,11 +165,13 @@ def probe(
             def tick(done: float, bar=bar) -> None:
                 bar.update(round(100 * done) - bar.n)
             depth = rec.estimate(name).settings.fine_tune_depth  # the advised configuration, not the registry's default
-            r = engine.run(registry.resolve(name, res, len(train[0]), depth=depth), train, val, n_classes, hw,
+            x_train, x_val = decoded[res_of(name)]
+            r = engine.run(registry.resolve(name, res_of(name), len(x_train[0]), depth=depth), x_train, x_val, n_classes, hw,
                            seconds=max(share, 1e-3), wall_seconds=share, batch_size=planned.batch_size, flip=flip,
                            pad_fraction=pad, backbone=backbone, weights=weights, progress=tick)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
-                             seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve))
+                             seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve,
+                             resolution=res_of(name)))
     spent = time.perf_counter() - started
 
     # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one

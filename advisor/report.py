@@ -107,7 +107,8 @@ def probe_text(p: ProbeResult) -> str:
     lines = [
         recommendation_text(p.recommendation),
         "",
-        f"Probe: {p.train_images} training / {p.val_images} validation images at {p.resolution}px, "
+        f"Probe: {p.train_images} training / {p.val_images} validation images at {p.resolution}px"
+        + "".join(f" ({r.strategy} at {r.resolution}px)" for r in p.runs if r.resolution not in (None, p.resolution)) + ", "
         f"{p.seconds_per_strategy:g} s per strategy on {p.recommendation.hardware.name} [measured]",
         f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}{'ms/step':<10}img/s",
     ]

@@ -205,6 +205,7 @@ class ProbeRun(BaseModel):
     curve: list[tuple[float, float]] = Field(description="(seconds, validation accuracy) points")
     reach: float | None = Field(None, description="epoch-equivalents trained: seconds ÷ one all-layer epoch of the "
                                 "probe's images (None for feature extraction, complete after one pass)")
+    resolution: int | None = Field(None, description="the side it trained at: its planned resolution, ≤ 64 px on a CPU")
     judged: bool = Field(True, description="long enough and above chance to say something; else it neither "
                          "decides the verdict nor calibrates the model")
     note: str = ""
