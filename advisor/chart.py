@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import AdvisorError
 from .registry import STRATEGY_NAMES, TITLES
+from .report import duration
 from .schemas import ProbeResult, Recommendation
 
 COLOURS = {"feature_extraction": "#1b9e77", "fine_tune": "#d95f02", "retrain": "#7570b3", "scratch": "#e7298a"}
@@ -144,7 +145,7 @@ def _html(rec: Recommendation, png: bytes) -> str:
         t = est.expected_seconds
         rows.append(f"<tr{' class=chosen' if est.strategy == rec.strategy else ''}><td>{e(TITLES[est.strategy])}</td>"
                     f"<td>{'yes' if est.feasible else 'no'}</td><td>{e(acc_s)}</td>"
-                    f"<td>{epochs.value:g} [{e(epochs.source)}]</td><td>{'—' if t is None else f'{t.value:.0f} s [{e(t.source)}]'}</td></tr>")
+                    f"<td>{epochs.value:g} [{e(epochs.source)}]</td><td>{'—' if t is None else f'{duration(t.value)} [{e(t.source)}]'}</td></tr>")
     notes = "".join(f"<li>{e(w)}</li>" for w in rec.warnings)
     reasons = "".join(f"<li>{e(r)}</li>" for r in rec.reasons)
     img = base64.b64encode(png).decode()

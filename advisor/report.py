@@ -10,7 +10,16 @@ def _q(q: Quantity | None, fmt: str = "{:.3g}") -> str:
     return "—" if q is None else f"{fmt.format(q.value)}{(' ' + q.unit) if q.unit else ''} [{q.source}]"
 
 
-def _duration(seconds: float) -> str:
+def _count(value: float) -> str:
+    """A count of epochs, short enough for a column: 12.3, 4821, 20.6k, 1.2M."""
+    if value < 1000:
+        return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+    return f"{value / 1e3:.3g}k" if value < 1e6 else f"{value / 1e6:.3g}M"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "< 1 s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -77,10 +86,11 @@ def recommendation_text(r: Recommendation) -> str:
         f"  {'strategy':<20}{'feasible':<10}{'score':<12}{'epochs fit':<26}{'planned time':<20}accuracy",
     ]
     for e in r.estimates:
-        epochs = _q(e.epochs_in_budget, "{:.1f}")
-        if e.strategy == "feature_extraction" and e.epochs_in_budget:  # features are computed once: one pass is all it needs
-            epochs = f"1 pass ({e.epochs_in_budget.value:.0f} fit)"
-        t = f"{_duration(e.expected_seconds.value)} [{e.expected_seconds.source}]" if e.expected_seconds else "—"
+        q = e.epochs_in_budget
+        epochs = "—" if q is None else f"{_count(q.value)} epochs [{q.source}]"
+        if e.strategy == "feature_extraction" and q:  # features are computed once: one pass is all it needs
+            epochs = f"1 pass ({_count(q.value)} fit)"
+        t = f"{duration(e.expected_seconds.value)} [{e.expected_seconds.source}]" if e.expected_seconds else "—"
         acc = "—" if e.accuracy is None else f"{e.accuracy.value:.1%}" + (
             f" ({e.accuracy.low:.0%}–{e.accuracy.high:.0%})" if e.accuracy.low is not None else "") + f" [{e.accuracy.source}]"
         mark = "→ " if e.strategy == r.strategy else "  "
