@@ -167,7 +167,7 @@ def probe(
             depth = rec.estimate(name).settings.fine_tune_depth  # the advised configuration, not the registry's default
             x_train, x_val = decoded[res_of(name)]
             r = engine.run(registry.resolve(name, res_of(name), len(x_train[0]), depth=depth), x_train, x_val, n_classes, hw,
-                           seconds=max(share, 1e-3), wall_seconds=share, batch_size=planned.batch_size, flip=flip,
+                           seconds=max(share, 1e-3), wall_seconds=max(share, 1e-3), batch_size=planned.batch_size, flip=flip,
                            pad_fraction=pad, backbone=backbone, weights=weights, progress=tick)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve,

@@ -110,3 +110,13 @@ def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
     db.close()
     assert "table probe_result" in probe.stored_at
     assert len(stored) == 1 and stored[0]["runs"][0]["strategy"] == "feature_extraction"
+
+
+@pytest.mark.slow
+def test_a_probe_shorter_than_one_pass_still_ends_cleanly(digits_dir):
+    # feature extraction's pass alone outlasts 0.5 s: the others get no time left, take one step each and say so
+    result = runner.invoke(main, ["probe", "--data", str(digits_dir), "--minutes", "10", "--seconds", "0.5",
+                                  "--max-train", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    probe = ProbeResult.model_validate_json(result.stdout)
+    assert all(r.steps >= 1 and not r.judged for r in probe.runs if r.strategy != "feature_extraction")
