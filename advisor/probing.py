@@ -43,8 +43,8 @@ def _judge(run: ProbeRun, n_classes: int, n_val: int, in_budget: float | None) -
         why = f"{run.val_accuracy:.1%} is within noise of chance ({chance:.1%} ± {noise:.1%})"
     elif run.strategy != "feature_extraction" and run.steps < MIN_STEPS:
         why = f"{run.steps} steps (fewer than {MIN_STEPS})"
-    elif run.reach is not None and in_budget and run.reach / in_budget < MIN_SHARE:
-        why = f"{run.reach / in_budget:.1%} of the budget's epochs (less than {MIN_SHARE:.0%})"
+    elif run.reach is not None and in_budget and (share := EpochEquivalents(run.reach).share_of(EpochEquivalents(in_budget))) < MIN_SHARE:
+        why = f"{share:.1%} of the budget's epochs (less than {MIN_SHARE:.0%})"
     else:
         return run
     return run.model_copy(update={"judged": False, "note": f"too short to judge: {why}"})
@@ -54,17 +54,16 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
     """The ranking of every run, whether the probe agrees with the recommendation (None: it cannot judge it),
     and the verdict in words. Only runs long enough to judge (:func:`_judge`) count."""
     ranking = [r.strategy for r in sorted(runs, key=lambda r: r.val_accuracy, reverse=True)]
-    judged = {r.strategy: r.val_accuracy for r in runs if r.judged}
+    acc = {r.strategy: r.val_accuracy for r in runs if r.judged}  # the runs long enough to judge
     chosen = rec.strategy
     short = ", ".join(r.strategy for r in runs if not r.judged)
     unjudged = f" Too short to judge: {short}." if short else ""
-    if not judged:
+    if not acc:
         return ranking, None, f"The probe cannot judge any strategy: every run was too short.{unjudged}"
-    best = max(judged, key=judged.get)
-    if chosen not in judged:
+    best = max(acc, key=acc.get)
+    if chosen not in acc:
         return ranking, None, (f"The probe cannot judge the recommended {chosen}: its run was too short. Of the runs "
-                               f"long enough to judge, {best} did best ({judged[best]:.1%}).{unjudged}")
-    acc = judged
+                               f"long enough to judge, {best} did best ({acc[best]:.1%}).{unjudged}")
     # the recommended strategy agrees if it is within one binomial standard error of the best
     se = math.sqrt(max(acc[best] * (1 - acc[best]), 0.25 / max(n_val, 1)) / max(n_val, 1))
     agrees = acc[best] - acc[chosen] <= se
@@ -165,13 +164,14 @@ def probe(
             def tick(done: float, bar=bar) -> None:
                 bar.update(round(100 * done) - bar.n)
             depth = rec.estimate(name).settings.fine_tune_depth  # the advised configuration, not the registry's default
-            x_train, x_val = decoded[res_of(name)]
-            r = engine.run(registry.resolve(name, res_of(name), len(x_train[0]), depth=depth), x_train, x_val, n_classes, hw,
+            side = res_of(name)
+            x_train, x_val = decoded[side]
+            r = engine.run(registry.resolve(name, side, len(x_train[0]), depth=depth), x_train, x_val, n_classes, hw,
                            seconds=max(share, 1e-3), wall_seconds=max(share, 1e-3), batch_size=planned.batch_size, flip=flip,
                            pad_fraction=pad, backbone=backbone, weights=weights, progress=tick)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve,
-                             resolution=res_of(name)))
+                             resolution=side))
     spent = time.perf_counter() - started
 
     # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
