@@ -36,11 +36,6 @@ def profile(data: str | os.PathLike) -> DataProfile:
     return profile_scan(scan(data))
 
 
-def timing_batch(hw: Hardware, batch_size: int) -> int:
-    """The batch at which steps are timed: the planned one on a GPU, at most 8 on a CPU (images/s barely changes)."""
-    return batch_size if hw.device == "cuda" else min(batch_size, 8)
-
-
 def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE,
                        scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1) -> Throughput:
     """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.timing`): interleaved
@@ -48,19 +43,19 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     times when implausible.
 
     Scratch is timed on the network the registry sizes to ``n_images`` at ``scratch_resolution`` (the images'
-    own side; default ``resolution``), the others at ``resolution``. On the CPU the step is timed at a batch of
-    at most 8: images/s barely depends on it there.
+    own side; default ``resolution``), the others at ``resolution``. Steps are timed at the planned
+    ``batch_size``: a smaller batch is quicker to time but slower per image (on a 2-core CPU, batch 8 timed
+    0.6–0.8× the images/s of real training at batch 32; ``benchmarks/timing_batch.py``).
     """
-    timed_batch = timing_batch(hw, batch_size)
     configs = timing.strategy_configs(resolution, n_images, scratch_resolution)
     for _ in range(retries + 1):
-        result = timing.time_configurations(configs, timed_batch, hw, backbone)
+        result = timing.time_configurations(configs, batch_size, hw, backbone)
         if result.conditions.plausible:
             break
     scratch, scratch_res = configs["scratch"]
     return Throughput(
-        resolution=resolution, batch_size=timed_batch, images_per_second=result.images_per_second,
-        detail=f"batch {timed_batch}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}; "
+        resolution=resolution, batch_size=batch_size, images_per_second=result.images_per_second,
+        detail=f"batch {batch_size}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}; "
                + timing.describe(result.conditions),
         seconds=result.conditions.seconds, origin="timed now", conditions=result.conditions,
         problems=timing.problems_of(result.conditions) + result.problems,
@@ -213,6 +208,12 @@ def recommend_scanned(
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 
+def scratch_key(facts: DataFacts, book: rules_mod.RuleBook) -> str:
+    """The scratch network planned for ``facts`` and its side, e.g. ``cnn_s@28px``: part of a throughput record's key."""
+    side = plan_resolution(facts.resolution, book, native=True)
+    return f"{registry.resolve('scratch', side, facts.n_images).arch}@{side}px"
+
+
 def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log,
                 target: Target | None = None) -> Throughput:
     """Throughput at the planned resolution: from the target's hardware profile when there is one; else this
@@ -225,10 +226,10 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
         plan_hw = target.profile.device
         batch = plan_batch_size(plan_hw, facts.n_images, book)
         log(f"throughput at {res}px {target.origin} (nothing timed here)")
-        return profiles.throughput(target.profile, res, timing_batch(plan_hw, batch), facts.n_images, scratch_res, target.origin)
+        return profiles.throughput(target.profile, res, batch, facts.n_images, scratch_res, target.origin)
     batch = plan_batch_size(hw, facts.n_images, book)
-    scratch = f"{registry.resolve('scratch', scratch_res, facts.n_images).arch}@{scratch_res}px"
-    cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, timing_batch(hw, batch), scratch)
+    scratch = scratch_key(facts, book)
+    cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, batch, scratch)
     if cached:
         check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, cached.batch_size, hw, backbone)
         recorded = cached.images_per_second["retrain"]

@@ -87,10 +87,14 @@ def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resoluti
     return None
 
 
-def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str, scratch: str) -> None:
+def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str, scratch: str,
+                      changes: dict[StrategyName, tuple[float, float]] | None = None) -> None:
+    """Store a throughput for later advice on this machine; ``changes``: when a probe's step times replace
+    timed figures, each replaced strategy's (timed, probed) images/s."""
     _add(state, "throughput", {"kind": "throughput", "machine": state.machine, "device_name": hw.name, "backbone": backbone,
                                           "scratch": scratch, "resolution": tp.resolution, "batch_size": tp.batch_size,
                                           "throughput": tp.model_dump(), "conditions": tp.conditions and tp.conditions.model_dump(),
+                                          "source": "probe" if changes else "timing", "changes": changes or {},
                                           **_versions(), "time": _now()})
 
 
@@ -166,11 +170,17 @@ def show(state: MachineState) -> str:
         ips = ", ".join(f"{s} {v:.0f}" for s, v in r["throughput"]["images_per_second"].items())
         age = (now - datetime.fromisoformat(r["time"])).total_seconds() / 86400
         why = reusable(r, now)
+        changed = ", ".join(f"{s} {a:.0f} → {b:.0f}" for s, (a, b) in r.get("changes", {}).items())
         lines.append(f"  throughput {r['time']} ({age:.1f} days ago) {r['device_name']}, {r['backbone']} at {r['resolution']}px "
-                     f"batch {r['batch_size']}: {ips} img/s — " + (f"not reused: {why}" if why else "reused"))
+                     f"batch {r['batch_size']}: {ips} img/s"
+                     + (f"; a probe's step times replaced the timed figures ({changed} img/s)" if changed else "; timed")
+                     + " — " + (f"not reused: {why}" if why else "may be reused by later advice with the same device, resolution, batch and scratch network"))
     for p in found:
         errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items())
-        lines.append(f"  probe {p['time']} on {p['data']}: model error (normalised accuracy) {errs}")
+        advice = p.get("advice")
+        changed = ("" if not advice else f"; advice on that data {advice['before']} → {advice['after']}"
+                   if advice["before"] != advice["after"] else f"; advice on that data unchanged ({advice['before']})")
+        lines.append(f"  probe {p['time']} on {p['data']}: model error (normalised accuracy) {errs}{changed}")
     if found:
         lines.append(f"  later advice adds these errors to the model's predictions, weighted by how far each probe trained "
                      f"toward the new budget and by its validation images, shrunk by a pseudo-probe of weight {PRIOR_WEIGHT:g}; "

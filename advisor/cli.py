@@ -191,7 +191,7 @@ def hardware_cmd(save_to, device, resolutions, batch, device_name, as_json):
         book, hw, _, _ = api.setup(None, device, DEFAULT_BACKBONE, minutes=1)
         from .decide import plan_batch_size
 
-        size = batch or api.timing_batch(hw, plan_batch_size(hw, 10**6, book))
+        size = batch or plan_batch_size(hw, 10**6, book)
         prof = profiles.measure(hw, size, resolutions or profiles.PROFILE_RESOLUTIONS, log=_log(as_json))
     if save_to:
         profiles.save(prof, save_to)

@@ -40,6 +40,9 @@ class RunResult:
     batch_size: int = 0
     peak_memory_mb: float = 0.0
     variant: str = ""  # the concrete configuration, e.g. fine_tune@2 or scratch@cnn_s
+    # batch ÷ the median step time after the first (warm-up) step, the figure a timing of steps gives; None
+    # for feature extraction (one pass) and for runs of fewer than three steps
+    step_images_per_second: float | None = None
 
 
 def augment(x: torch.Tensor, flip: bool, pad_fraction: float = 1 / 8, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -200,6 +203,7 @@ def run(
     curve: list[tuple[float, float]] = []
     gen = torch.Generator(device="cpu").manual_seed(seed)
     step, seen, trained_s, perm, pos = 0, 0, 0.0, torch.randperm(n, generator=gen), 0
+    step_s: list[float] = []
     done, eval_s = 0.0, 0.0
     while done < 1.0:
         for g, base in zip(optimizer.param_groups, base_lrs):
@@ -221,7 +225,8 @@ def run(
             continue
         if hw.device == "cuda":
             torch.cuda.synchronize()
-        trained_s += time.perf_counter() - t
+        step_s.append(time.perf_counter() - t)
+        trained_s += step_s[-1]
         step, seen = step + 1, seen + len(idx)
         done = min(1.0, trained_s / seconds if seconds is not None else seen / total_images)
         if wall_seconds is not None:  # leave room for the final evaluation, as long as the last one took
@@ -234,8 +239,9 @@ def run(
             t = time.perf_counter()
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
             eval_s = time.perf_counter() - t
+    steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
     return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
-                     batch_size, hardware.peak_memory_mb(hw), strat.variant)
+                     batch_size, hardware.peak_memory_mb(hw), strat.variant, steady)
 
 
 def measure_speed_ratio(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware,

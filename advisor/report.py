@@ -128,6 +128,8 @@ def probe_text(p: ProbeResult) -> str:
     lines.append(p.verdict)
     if p.cost:
         lines.append(f"Probe cost: {p.cost.value:.0f} s [measured], {p.cost.detail}.")
+    if p.throughput_record:
+        lines.append(f"Throughput: {p.throughput_record}.")
     if p.calibrated:
         before, after = p.recommendation, p.calibrated
         weights = p.calibration_weights or {}

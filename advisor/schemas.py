@@ -202,6 +202,10 @@ class ProbeRun(BaseModel):
     epochs: float
     seconds: float
     images_per_second: float
+    step_images_per_second: float | None = Field(None, description="batch ÷ median step time after the first step: "
+                                                 "the figure a timing gives (None for feature extraction)")
+    variant: str = Field("", description="the configuration trained, e.g. fine_tune@2 or scratch@cnn_s")
+    batch_size: int = 0
     curve: list[tuple[float, float]] = Field(description="(seconds, validation accuracy) points")
     reach: float | None = Field(None, description="epoch-equivalents trained: seconds ÷ one all-layer epoch of the "
                                 "probe's images (None for feature extraction, complete after one pass)")
@@ -227,4 +231,6 @@ class ProbeResult(BaseModel):
     model_errors: dict[StrategyName, float] | None = Field(None, description="observed − predicted normalised accuracy at the probe's conditions")
     calibration_weights: dict[StrategyName, float] | None = Field(
         None, description="share of each error carried to the budget: how far the probe trained toward it × validation size")
+    throughput_record: str | None = Field(None, description="what the probe's step times did to this machine's "
+                                          "throughput record (they replace it when the probe ran quietly)")
     stored_at: str | None = None

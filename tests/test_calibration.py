@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 import advisor
 from advisor.units import EpochEquivalents
-from advisor import calibration, cells, learned
+from advisor import calibration, cells, learned, probing, registry, rules, timing
 from advisor.cli import main
-from advisor.schemas import DataFacts
+from advisor.schemas import DataFacts, ProbeRun
 from advisor.state import MachineState
 
 ROWS = cells.read()
@@ -68,7 +68,10 @@ def test_probe_keeps_to_its_time_and_what_it_can_judge_calibrates_later_runs(dig
 def test_calibrate_show_and_reset():
     runner = CliRunner()
     assert "nothing recorded yet" in runner.invoke(main, ["calibrate"]).output
-    advisor.recommend(n_images=100, n_classes=5, similarity=0.5, minutes=1, resolution=64, use_model=False)
+    rec = advisor.recommend(n_images=100, n_classes=5, similarity=0.5, minutes=1, resolution=64, use_model=False)
+    state = MachineState()
+    if not calibration.export(state):  # timed on a busy machine, so not stored: store it as it is, to show it
+        calibration.record_throughput(state, rec.throughput, rec.hardware, registry.DEFAULT_BACKBONE, "cnn_s@64px")
     shown = runner.invoke(main, ["calibrate", "--show"]).output
     assert "throughput" in shown and "64px" in shown
     assert "removed 1 record" in runner.invoke(main, ["calibrate", "--reset"]).output
@@ -97,3 +100,51 @@ def test_probes_of_unrelated_data_never_move_the_advice(change):
     unrelated = DataFacts(**{"n_images": 1000, "n_classes": 10, "resolution": 64, "channels": 3, "similarity": 0.4, **change})
     offsets, used = calibration.correction([probe], EpochEquivalents(1.0), data=None, facts=unrelated)
     assert used == 0 and offsets["retrain"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_quiet_probes_step_times_replace_the_throughput_record(digits_dir, tmp_path):
+    state = MachineState(home=tmp_path / "home")
+    result = advisor.probe(digits_dir, minutes=5, seconds=15, max_train=100, progress=False, state=state, use_model=False)
+    planned = result.recommendation.throughput
+    records = [r for r in calibration.export(state) if r.get("table") == "throughput"]
+    replaced = [r for r in records if r.get("source") == "probe"]
+    trained = {r.strategy: r for r in result.runs if r.step_images_per_second}
+    if replaced:  # quiet: each replaced figure is the probe's own, at the planned batch and resolution
+        (record,) = replaced
+        assert "replace" in result.throughput_record and record["changes"]
+        for s, (timed, probed) in record["changes"].items():
+            assert timed == planned.images_per_second[s] and probed == trained[s].step_images_per_second
+            assert trained[s].batch_size == planned.batch_size
+            assert trained[s].resolution == result.recommendation.estimate(s).settings.resolution  # scratch: its own side
+        later = advisor.recommend(digits_dir, minutes=5, state=state, use_model=False)
+        assert later.throughput.origin.startswith("from a record of")
+        assert all(later.throughput.images_per_second[s] == p for s, (_, p) in record["changes"].items())
+        assert "a probe's step times replaced" in calibration.show(state)
+    else:  # a busy machine, an untimed plan or no matching run: nothing replaced, and the probe says why
+        assert result.throughput_record and "replace the timed" not in result.throughput_record
+
+
+def test_busy_or_mismatched_probes_replace_nothing(hw):
+    rec = advisor.recommend(n_images=200, n_classes=10, similarity=0.4, minutes=5, resolution=64, use_model=False)
+    tp = rec.throughput
+    if not (tp.conditions.quiet and tp.conditions.plausible):
+        pytest.skip("the machine was busy while timing: nothing may be completed from this plan")
+    book = rules.load()
+    configs = timing.strategy_configs(tp.resolution, rec.facts.n_images, 64)
+    retrain = configs["retrain"][0]
+
+    def run(ips: float, batch: int = tp.batch_size, side: int = tp.resolution) -> ProbeRun:
+        return ProbeRun(strategy="retrain", val_accuracy=0.5, steps=20, epochs=1.0, seconds=5.0, images_per_second=ips,
+                        step_images_per_second=ips, variant=retrain.variant, batch_size=batch, resolution=side, curve=[])
+
+    same = tp.images_per_second["retrain"]
+    new, changes, what = probing.probed_throughput(rec, [run(same * 1.1)], hw, book, load=0.0)
+    assert new is not None and changes == {"retrain": (same, same * 1.1)} and new.images_per_second["retrain"] == same * 1.1
+    assert new.images_per_second["feature_extraction"] == tp.images_per_second["feature_extraction"]
+    assert probing.probed_throughput(rec, [run(same)], hw, book, load=0.9)[0] is None  # busy while probing
+    assert probing.probed_throughput(rec, [run(same, batch=tp.batch_size // 2)], hw, book, load=0.0)[0] is None
+    assert probing.probed_throughput(rec, [run(same, side=32)], hw, book, load=0.0)[0] is None
+    # retrain faster than feature extraction's forward pass alone cannot be right
+    new, _, what = probing.probed_throughput(rec, [run(tp.images_per_second["feature_extraction"] * 3)], hw, book, load=0.0)
+    assert new is None and "implausible" in what
