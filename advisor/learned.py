@@ -39,6 +39,11 @@ MONOTONE_BY_STRATEGY: dict[str, dict[str, int]] = {
     # unconstrained, the model read noise between data sets as the reverse (FE higher at 0.1 than at 0.9).
     "feature_extraction": {"similarity": 1},
 }
+# Not imposed: "the transfer strategies' edge over scratch shrinks as data grows". It spans two models, and the
+# cells support it only in part — at a fixed budget in epoch-equivalents more images also buy fine-tune and
+# retrain more steps. :func:`edge_support` measures it on the cells and :func:`edge_growth` on a fitted model;
+# benchmarks/fit_model.py records both in the model card ("shape_checks") at every refit.
+TRANSFER: tuple[StrategyName, ...] = ("feature_extraction", "fine_tune", "retrain")
 EPS = 0.01  # normalised accuracies are clipped to [EPS, 1 − EPS] before the logit: the model never predicts 0 or 1
 NEAR, OUTSIDE = 0.0, 0.25  # a feature beyond its fitted range by more than this share of the range is "outside"
 DESCRIBE = {  # how each feature is shown when a query lies outside the fitted region
@@ -91,6 +96,45 @@ def table(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
     return X, to_normalised(acc, n_classes[:, None]), n_classes, np.array([datasets.family(r["dataset"]) for r in rows])
+
+
+def edge_support(rows: list[dict], min_sizes: int = 3) -> dict[str, float]:
+    """For each transfer strategy, the share of (data set, budget, seed) groups with ≥ ``min_sizes`` sizes in
+    which its accuracy edge over scratch falls as the images per class grow (Spearman ρ < 0; ties skipped)."""
+    from scipy.stats import spearmanr
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["k"], r["seed"], r.get("device_name")), []).append(r)
+    falls = {s: [] for s in TRANSFER}
+    for group in groups.values():
+        if len({r["per_class"] for r in group}) < min_sizes:
+            continue
+        sizes = [r["per_class"] for r in group]
+        for s in TRANSFER:
+            edge = [r["runs"][s]["val_accuracy"] - r["runs"]["scratch"]["val_accuracy"] for r in group]
+            if len(set(edge)) > 1:
+                falls[s].append(spearmanr(sizes, edge).statistic < 0)
+    return {s: round(float(np.mean(v)), 3) if v else float("nan") for s, v in falls.items()}
+
+
+def edge_growth(model: "StrategyModel", step: float = 0.01) -> dict[str, float]:
+    """For each transfer strategy, the share of steps up a grid of sizes (5 to 1000 images per class, over
+    classes, similarity, budget and channels) at which the model's edge over scratch grows by more than ``step``
+    (normalised accuracy): how often the fitted model breaks "the edge shrinks as data grows"."""
+    grows, total = {s: 0 for s in TRANSFER}, 0
+    for classes in (2, 10, 100):
+        for similarity in (0.1, 0.4, 0.7):
+            for k in (0.3, 3, 30, 300):
+                for channels in (1, 3):
+                    X = np.array([feature_row(classes * n, classes, channels, similarity, EpochEquivalents(k))
+                                  for n in (5, 10, 20, 50, 100, 200, 500, 1000)])
+                    P = model.predict(X)
+                    scratch = P[:, STRATEGIES.index("scratch")]
+                    for s in TRANSFER:
+                        grows[s] += int(np.sum(np.diff(P[:, STRATEGIES.index(s)] - scratch) > step))
+                    total += len(X) - 1
+    return {s: round(v / total, 3) for s, v in grows.items()}
 
 
 def leave_one_dataset_out(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, **params) -> np.ndarray:

@@ -55,6 +55,10 @@ def fit(rows: list[dict]) -> tuple[dict[str, learned.StrategyModel], dict]:
         "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in model.ranges_.items()},
         "lodo": lodo_figures(oof, Y, n_classes),
         "lodo_with_image_measures": lodo_figures(with_measures, Y, n_classes),
+        "shape_checks": {  # "a transfer strategy's edge over scratch shrinks as data grows" (learned.TRANSFER note)
+            "edge_falls_with_size_in_cells": learned.edge_support(rows),
+            "edge_grows_with_size_in_model": learned.edge_growth(model),
+        },
     }
     return {"default": model}, card
 

@@ -80,6 +80,21 @@ def test_feature_extraction_never_predicts_lower_for_data_closer_to_imagenet(fit
         assert np.all(np.diff(model.predict(np.array(rows))[:, fe]) >= -1e-9)
 
 
+def test_the_edge_over_scratch_is_measured_on_cells_and_on_the_model(fitted):
+    def row(n: int, fine_tune: float, scratch: float) -> dict:
+        accs = {"feature_extraction": 0.9, "fine_tune": fine_tune, "retrain": 0.5, "scratch": scratch}
+        return {"dataset": "a", "k": 1.0, "seed": 0, "per_class": n, "runs": {s: {"val_accuracy": a} for s, a in accs.items()}}
+
+    # scratch gains 1 point per 2 images; fine-tune 1 per image: its edge grows, the fixed ones' edges fall
+    toy = [row(n, 0.3 + n / 100, 0.3 + n / 200) for n in (5, 10, 20, 40)]
+    assert learned.edge_support(toy) == {"feature_extraction": 1.0, "fine_tune": 0.0, "retrain": 1.0}
+    assert learned.edge_support(toy[:2]) == {s: pytest.approx(float("nan"), nan_ok=True) for s in learned.TRANSFER}
+    real = learned.edge_support(ROWS)
+    grows = learned.edge_growth(fitted[2]["default"])
+    assert set(real) == set(grows) == set(learned.TRANSFER)
+    assert all(0 <= v <= 1 for v in (*real.values(), *grows.values()))
+
+
 def test_predictions_never_saturate_and_intervals_never_collapse(fitted):
     _, _, models, path = fitted
     loaded, card = learned.load(path)
