@@ -44,8 +44,8 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
 
     Scratch is timed on the network the registry sizes to ``n_images`` at ``scratch_resolution`` (the images'
     own side; default ``resolution``), the others at ``resolution``. Steps are timed at the planned
-    ``batch_size``: a smaller batch is quicker to time but slower per image (on a 2-core CPU, batch 8 timed
-    0.6–0.8× the images/s of real training at batch 32; ``benchmarks/timing_batch.py``).
+    ``batch_size``: a smaller batch is quicker to time but slower per image (on a quiet 2-core CPU, batch 8
+    timed 0.46–0.58× the images/s of real training at batch 32, batch 32 within 5 %; ``benchmarks/timing_batch.py``).
     """
     configs = timing.strategy_configs(resolution, n_images, scratch_resolution)
     for _ in range(retries + 1):
