@@ -43,6 +43,19 @@ class RunResult:
     # batch ÷ the median step time after the first (warm-up) step, the figure a timing of steps gives; None
     # for feature extraction (one pass) and for runs of fewer than three steps
     step_images_per_second: float | None = None
+    # the dense learning curve (``curve_points`` > 0): (step, images seen, LR factor, training seconds, accuracy)
+    # at log-spaced steps, on the first CURVE_IMAGES validation images except the last point (all of them)
+    dense: list[tuple[int, int, float, float, float]] = field(default_factory=list)
+
+
+CURVE_IMAGES = 256  # validation images a dense curve's intermediate points are measured on (the final one: all)
+
+
+def curve_steps(total_steps: int, points: int) -> set[int]:
+    """About ``points`` steps, log-spaced from the first to ``total_steps`` (each step at most once)."""
+    if points <= 0 or total_steps <= 0:
+        return set()
+    return {int(round(v)) for v in np.geomspace(1, total_steps, points)} | {total_steps}
 
 
 def augment(x: torch.Tensor, flip: bool, pad_fraction: float = 1 / 8, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -157,6 +170,7 @@ def run(
     backbone: str = bb.DEFAULT_BACKBONE,
     weights: str | None = None,
     eval_points: int = 4,
+    curve_points: int = 0,
     seed: int = 0,
     progress=None,
     wall_seconds: float | None = None,
@@ -172,6 +186,8 @@ def run(
     ``wall_seconds`` also bounds the whole run's wall time — building, evaluations, the final one included
     (estimated by the last) — to within about one step. Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
     is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved.
+    ``curve_points`` > 0 also records a dense curve (:attr:`RunResult.dense`) at log-spaced steps of an
+    ``epochs`` or ``equivalents`` budget, for learning-curve forecasts.
     ``strategy`` is a name (scratch gets the network sized to ``train``) or a concrete :class:`Strategy`.
     """
     if sum(b is not None for b in (seconds, epochs, equivalents)) != 1:
@@ -205,9 +221,13 @@ def run(
     step, seen, trained_s, perm, pos = 0, 0, 0.0, torch.randperm(n, generator=gen), 0
     step_s: list[float] = []
     done, eval_s = 0.0, 0.0
+    dense: list[tuple[int, int, float, float, float]] = []
+    dense_at = curve_steps(math.ceil(total_images / batch_size), curve_points) if total_images else set()
+    val_part = (val[0][:CURVE_IMAGES], val[1][:CURVE_IMAGES])
     while done < 1.0:
+        lr_now = lr_factor(done)
         for g, base in zip(optimizer.param_groups, base_lrs):
-            g["lr"] = base * lr_factor(done)
+            g["lr"] = base * lr_now
         if pos + batch_size > n:
             perm, pos = torch.randperm(n, generator=gen), 0
         idx = perm[pos : pos + batch_size]
@@ -233,6 +253,9 @@ def run(
             done = max(done, min(1.0, (time.perf_counter() - started + eval_s) / wall_seconds))
         if progress:
             progress(done)
+        if step in dense_at and done < 1.0:
+            dense.append((step, seen, round(lr_now, 4), round(trained_s, 3),
+                          _accuracy(model, val_part[0], val_part[1], hw, backbone)))
         if checkpoints and done >= checkpoints[0] - 1e-9:
             while checkpoints and done >= checkpoints[0] - 1e-9:
                 checkpoints.pop(0)
@@ -240,8 +263,10 @@ def run(
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
             eval_s = time.perf_counter() - t
     steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
+    if curve_points > 0:
+        dense.append((step, seen, 0.0, round(trained_s, 3), curve[-1][1]))
     return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
-                     batch_size, hardware.peak_memory_mb(hw), strat.variant, steady)
+                     batch_size, hardware.peak_memory_mb(hw), strat.variant, steady, dense)
 
 
 def measure_speed_ratio(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware,

@@ -49,6 +49,7 @@ TEST_PER_CLASS = {name: _TEST[datasets.family(name)] for name in datasets.NAMES}
 PER_CLASS = (5, 10, 20, 50, 100, 200, 500, 1000)
 BUDGETS = (0.3, 1, 3, 10, 30)
 SEEDS = (0, 1)
+CURVE_POINTS = 24  # dense learning-curve points per trained run (log-spaced in steps), for the probe's forecasts
 IPS_GUESS = 100.0  # training images/s assumed when estimating a cell's cost before running it (2-core CPU, 32 px)
 
 
@@ -174,7 +175,7 @@ def train_config(v: st.Strategy, cell: Cell, train, test_set, n_classes: int, fl
     """Train one configuration for the cell's k epoch-equivalents: (its speed ratio, its run as stored)."""
     ratio = speed_ratio(v, cell.res, min(32, len(train[0]))) if v.trains_backbone else 1.0
     r = engine.run(v, train, test_set, n_classes, hardware.detect(), equivalents=EpochEquivalents(cell.k), speed_ratio=ratio,
-                   batch_size=32, flip=flip, seed=cell.seed)
+                   batch_size=32, flip=flip, seed=cell.seed, curve_points=CURVE_POINTS)
     return ratio, {k: v for k, v in asdict(r).items() if k != "strategy"}
 
 
