@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -10,7 +11,7 @@ from typing import Callable
 from . import backbone as bb
 from . import registry
 from . import budget as budget_mod
-from . import calibration, hardware, images, learned, profiles, similarity, timing
+from . import calibration, fe_accuracy, hardware, images, learned, profiles, similarity, timing
 from . import rules as rules_mod
 from .decide import decide, plan_batch_size, plan_resolution
 from .errors import AdvisorError
@@ -111,13 +112,49 @@ def setup(rules, device: str | None, backbone: str, target: Target | None = None
 
 
 def predictor(state: MachineState, use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
-              extra: list[dict] | None = None) -> learned.LearnedPredictor | None:
+              extra: list[dict] | None = None, fe: Quantity | None = None) -> learned.LearnedPredictor | None:
     """The state's learned model as a decision predictor, corrected by this machine's probe records and
-    ``extra`` ones; None when not wanted or none is fitted yet."""
+    ``extra`` ones, built on feature extraction's measured accuracy ``fe`` when there is one; None when not
+    wanted or none is fitted yet."""
     bundle = learned.load(state.model_path) if use_model else None
     if not bundle:
         return None
-    return learned.LearnedPredictor(*bundle, measures, calibration.probes(state) + (extra or []), data)
+    return learned.LearnedPredictor(*bundle, measures, calibration.probes(state) + (extra or []), data, fe=fe)
+
+
+def given_fe(value: float | None) -> Quantity | None:
+    """Feature extraction's accuracy given by the caller (0–1), as a measured Quantity."""
+    if value is None:
+        return None
+    if not 0.0 <= value <= 1.0:
+        raise AdvisorError(f"fe_accuracy must be between 0 and 1 (a fraction, e.g. 0.82); got {value}.")
+    return Quantity(value=float(value), source="measured", detail="given by the caller (--fe-accuracy / fe_accuracy=)")
+
+
+def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook,
+               state: MachineState, backbone: str, weights: str | None, throughput: Throughput | None, local: bool,
+               log: Log = quiet) -> Quantity | str:
+    """Feature extraction trained for real on (a class-stratified subset of) the training images and
+    cross-validated (:mod:`advisor.fe_accuracy`), reused from this machine's record for the same files; or why not."""
+    ips = throughput.images_per_second.get("feature_extraction") if throughput else None
+    if ips and budget.seconds < facts.n_images / ips:
+        return "the budget does not afford one pass over the images"
+    res = plan_resolution(facts.resolution, book)
+    size = fe_accuracy.subset_size(facts.n_images, hw, ips if local else None)
+    key = fe_accuracy.fingerprint(scanned, backbone, res, weights, size)
+    cached = calibration.cached_fe(state, key)
+    if cached:
+        log(f"feature extraction's accuracy from this machine's record ({cached.value:.1%})")
+        return cached
+    log(f"measuring feature extraction on {size} images at {res}px (frozen {backbone}, {fe_accuracy.FOLDS}-fold cross-validation) …")
+    found = fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights)
+    if isinstance(found, Quantity):
+        log(f"  {found.value:.1%} ({found.detail.split(', ')[-1].split(';')[0]})")
+        try:
+            calibration.record_fe(state, key, str(scanned.root), found)
+        except (OSError, sqlite3.Error) as exc:  # a read-only home: the advice is still given
+            log(f"  warning: not recorded ({exc})")
+    return found
 
 
 def recommend(
@@ -143,6 +180,7 @@ def recommend(
     hardware: str | os.PathLike | profiles.HardwareProfile | None = None,
     device_name: str | None = None,
     retime: bool = False,
+    fe_accuracy: float | None = None,
 ) -> Recommendation:
     """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers.
 
@@ -154,6 +192,8 @@ def recommend(
     (default: :class:`MachineState` ``()``, i.e. ``$ADVISOR_HOME`` and the packaged model).
     Plan for another device with ``hardware`` (a profile saved by ``advisor hardware --save``) or
     ``device_name`` (an estimated profile, e.g. ``"a100"``); ``retime`` times this device afresh.
+    Feature extraction's accuracy is measured on the images (cross-validated, reused for the same files);
+    ``fe_accuracy`` (0–1) gives it instead, e.g. with numbers only — without it, there, FE is predicted.
 
     >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
     >>> rec.strategy
@@ -167,24 +207,31 @@ def recommend(
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
         return recommend_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log,
-                                 target)
+                                 target, given_fe(fe_accuracy))
     if n_images is None or n_classes is None or similarity is None:
         raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
     try:
         facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
+    fe = given_fe(fe_accuracy)
     throughput = _throughput(state, facts, hw, book, backbone, log, target) if measure else None
-    return decide(facts, budget, plan_hw, book, throughput, predictor=predictor(state, use_model), backbone=backbone)
+    rec = decide(facts, budget, plan_hw, book, throughput, {"feature_extraction": fe} if fe else None,
+                 predictor=predictor(state, use_model, fe=fe), backbone=backbone)
+    if fe is None:
+        rec.warnings.append("Feature extraction's accuracy was not measured (numbers only): it is predicted; "
+                            "give fe_accuracy= if you have measured it.")
+    return rec
 
 
 def recommend_scanned(
     scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
     backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
-    log: Log = quiet, target: Target | None = None,
+    log: Log = quiet, target: Target | None = None, fe: Quantity | None = None,
 ) -> Recommendation:
-    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → decide.
-    ``hw`` computes the similarity here; the plan is for ``target``'s device (default: ``hw``)."""
+    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → feature
+    extraction measured (unless ``fe`` is given) → decide. ``hw`` computes the similarity and FE here; the
+    plan is for ``target``'s device (default: ``hw``)."""
     target = target or Target()
     plan_hw = target.profile.device if target.profile else hw
     prof = profile_scan(scanned)
@@ -196,15 +243,13 @@ def recommend_scanned(
         n_images=prof.n_images, n_classes=prof.n_classes, resolution=min(prof.width_median, prof.height_median),
         channels=prof.channels, imbalance=prof.imbalance, similarity=min(1.0, max(0.0, sim.score)),
     )
-    accuracy = {}
-    if sim.linear_accuracy is not None:
-        accuracy["feature_extraction"] = Quantity(
-            value=sim.linear_accuracy, source="measured",
-            detail=f"cross-validated logistic regression on frozen features of {sim.sample_size} sampled images "
-            f"at {sim.resolution}px; more images usually score higher",
-        )
     throughput = _throughput(state, facts, hw, book, backbone, log, target) if measure else None
-    rec = decide(facts, budget, plan_hw, book, throughput, accuracy, predictor(state, use_model, sim, str(scanned.root)), backbone=backbone)
+    found = fe or measure_fe(scanned, facts, budget, hw, book, state, backbone, weights, throughput, not target.profile, log)
+    fe = found if isinstance(found, Quantity) else None
+    rec = decide(facts, budget, plan_hw, book, throughput, {"feature_extraction": fe} if fe else None,
+                 predictor(state, use_model, sim, str(scanned.root), fe=fe), backbone=backbone)
+    if fe is None:
+        rec.warnings.append(f"Feature extraction was not measured: {found}; its accuracy is predicted.")
     return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 
@@ -262,7 +307,7 @@ def budget_curve(rec: Recommendation, state: MachineState | None = None, rules: 
     book = rules_mod.load(rules)
     measured = rec.estimate("feature_extraction").accuracy
     accuracy = {"feature_extraction": measured} if measured is not None and measured.source == "measured" else {}
-    pred = predictor(state, use_model, rec.similarity, rec.profile.root if rec.profile else None)
+    pred = predictor(state, use_model, rec.similarity, rec.profile.root if rec.profile else None, fe=accuracy.get("feature_extraction"))
     out = []
     lo = rec.budget.seconds / span
     if rec.throughput:

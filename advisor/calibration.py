@@ -11,7 +11,7 @@ import math
 from datetime import datetime, timezone
 
 from .state import MachineState
-from .schemas import STRATEGIES, DataFacts, Hardware, StrategyName, Throughput
+from .schemas import STRATEGIES, DataFacts, Hardware, Quantity, StrategyName, Throughput
 from .units import EpochEquivalents
 
 PRIOR_WEIGHT = 0.5  # a zero-error pseudo-probe of this weight shrinks the correction while probes are few
@@ -36,7 +36,7 @@ def _mine(state: MachineState, kind: str) -> list[dict]:
     finally:
         db.close()
     need = {"throughput": ("device_name", "backbone", "resolution", "batch_size", "throughput", "time"),
-            "probe": ("errors", "time")}[kind]
+            "probe": ("errors", "time"), "feature_accuracy": ("key", "accuracy", "time")}[kind]
     return [r for r in rows if all(k in r for k in need)]
 
 
@@ -96,6 +96,22 @@ def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbon
                                           "throughput": tp.model_dump(), "conditions": tp.conditions and tp.conditions.model_dump(),
                                           "source": "probe" if changes else "timing", "changes": changes or {},
                                           **_versions(), "time": _now()})
+
+
+def cached_fe(state: MachineState, key: str) -> Quantity | None:
+    """Feature extraction's accuracy measured earlier on the same files, backbone, resolution and subset
+    (``key``: :func:`advisor.fe_accuracy.fingerprint`), by this advisor version."""
+    for r in reversed(_mine(state, "feature_accuracy")):
+        if r["key"] == key and r.get("advisor_version") == _versions()["advisor_version"]:
+            q = Quantity.model_validate(r["accuracy"])
+            return q.model_copy(update={"detail": q.detail + f"; measured {r['time']}, reused"})
+    return None
+
+
+def record_fe(state: MachineState, key: str, data: str, accuracy: Quantity) -> None:
+    """Store feature extraction's measured accuracy on a data set for later advice on the same files."""
+    _add(state, "feature_accuracy", {"kind": "feature_accuracy", "machine": state.machine, "key": key, "data": data,
+                                     "accuracy": accuracy.model_dump(), **_versions(), "time": _now()})
 
 
 def probe_record(errors: dict[StrategyName, float], reach: dict[StrategyName, float | None], val_images: int,

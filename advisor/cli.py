@@ -89,9 +89,11 @@ def main() -> None:
 @click.option("--probe", "with_probe", is_flag=True, help="Also probe (5 % of the budget) and show the advice before and after calibration.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the advice as a picture: REPORT.html (self-contained) or REPORT.png.")
+@click.option("--fe-accuracy", type=click.FloatRange(0, 1), default=None,
+              help="Feature extraction's accuracy (0–1) if you measured it yourself; advisor then does not measure it.")
 @_user_errors
 def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, hardware_file, device_name,
-              retime, with_probe, report_path):
+              retime, with_probe, report_path, fe_accuracy):
     """Recommend a strategy for the images in --data and the budget."""
     if with_probe:
         result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
@@ -105,7 +107,8 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
 
     rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                         weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json),
-                        state=MachineState(), hardware=hardware_file, device_name=device_name, retime=retime)
+                        state=MachineState(), hardware=hardware_file, device_name=device_name, retime=retime,
+                        fe_accuracy=fe_accuracy)
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
     if report_path:
         _write_report(report_path, rec, rules, backbone, no_model, data, as_json)

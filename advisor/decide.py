@@ -38,13 +38,28 @@ def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
 
 def _model_confidence(best: Quantity, second: Quantity) -> Quantity:
     """P(best really beats second) if both predictions are normal with σ from their 80 % intervals."""
-    sigma = math.hypot((best.high - best.low) / 2.563, (second.high - second.low) / 2.563)
+    def spread(q: Quantity) -> float:  # σ from an 80 % interval; a measured or given number without one counts as exact
+        return (q.high - q.low) / 2.563 if q.low is not None and q.high is not None else 0.0
+
+    sigma = math.hypot(spread(best), spread(second))
     p = 0.5 * (1 + math.erf((best.value - second.value) / (sigma * math.sqrt(2)))) if sigma > 0 else 1.0
     return Quantity(value=round(p, 3), source="model",
                     detail="probability that the chosen strategy beats the runner-up, from the model's intervals")
 
 
-TIE_CONFIDENCE = 0.6  # a model decision below this probability of beating the runner-up is a tie
+def _pair_confidence(predictor: Predictor | None, a: StrategyEstimate, b: StrategyEstimate) -> Quantity:
+    """P(``a`` really beats ``b``): from the predictor's own pairwise uncertainty when it has one (the gain
+    model: both are FE + a gain, so FE's uncertainty cancels), else from the two intervals."""
+    pairwise = getattr(predictor, "confidence", None)
+    p = pairwise(a.strategy, b.strategy) if pairwise else None
+    if p is None:
+        return _model_confidence(a.accuracy, b.accuracy)
+    return Quantity(value=round(p, 3), source="model",
+                    detail="probability that the chosen strategy beats the runner-up, from the gain model's intervals "
+                    "(feature extraction's accuracy is common to both and cancels)")
+
+
+TIE_CONFIDENCE = 0.55  # a model decision below this probability of beating the runner-up is a tie (0.6 cost 0.15 points of mean regret overall, 0.45 at k ≥ 10 in leave-one-family-out evaluation)
 TIE_POINTS = 0.5  # a rule decision whose top two scores differ by less than this is a tie
 
 
@@ -54,7 +69,8 @@ def _cost(e: StrategyEstimate) -> tuple[float, int]:
     return seconds, registry.STRATEGY_NAMES.index(e.strategy)
 
 
-def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[StrategyEstimate, str | None, str | None]:
+def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity, predictor: Predictor | None = None,
+               ) -> tuple[StrategyEstimate, str | None, str | None]:
     """(chosen, runner-up, the tie's explanation or None). Every strategy within the uncertainty of the best
     is tied with it, and the one of them that costs least compute is chosen, with the reason — so a shift too
     small to matter cannot swap the advice between near-equal strategies."""
@@ -64,7 +80,7 @@ def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[St
 
     def tied_with_first(e: StrategyEstimate) -> bool:
         if confidence.source == "model":
-            return _model_confidence(first.accuracy, e.accuracy).value < TIE_CONFIDENCE
+            return _pair_confidence(predictor, first, e).value < TIE_CONFIDENCE
         return first.score.value - e.score.value < TIE_POINTS
 
     tied = [first] + [e for e in ranked[1:] if tied_with_first(e)]
@@ -98,8 +114,10 @@ def plan_batch_size(hw: Hardware, n_images: int, book: rules_mod.RuleBook) -> in
     return int(max(1, min(size, n_images)))
 
 
-def _facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | None]) -> dict[str, float]:
+def _facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | None],
+           fe: Quantity | None = None) -> dict[str, float]:
     values = facts.model_dump()
+    values["fe_accuracy"] = fe.value if fe is not None and fe.source == "measured" else None
     values["images_per_class"] = facts.images_per_class
     values["budget_hours"] = budget.seconds / 3600
     values.update({f"epochs_{s}": e for s, e in epochs.items()})
@@ -151,7 +169,7 @@ def decide(
     """Fire the rules, estimate every strategy's time within the budget, and choose one."""
     ips = throughput.images_per_second if throughput else {}
     epochs = {s: budget_mod.epochs_in(budget.seconds, facts.n_images, ips[s]) if s in ips else None for s in STRATEGIES}
-    fact_values = _facts(facts, budget, epochs)
+    fact_values = _facts(facts, budget, epochs, (accuracy or {}).get("feature_extraction"))
     outcome = rules_mod.evaluate(book, fact_values)
     k = EpochEquivalents(epochs["retrain"]) if epochs["retrain"] is not None else None  # retrain's epochs = the budget in k
     predicted = predictor.predict(facts, k) if predictor else {}
@@ -205,13 +223,13 @@ def decide(
         decided_by = f"rules ({book.source})" + (": the learned model is outside its fitted region" if off_domain else "")
     best = ranked[0]
     if predicted and len(ranked) > 1 and best.accuracy.low is not None:
-        confidence = _model_confidence(best.accuracy, ranked[1].accuracy)
+        confidence = _pair_confidence(predictor, best, ranked[1])
     else:
         temperature = book.decision.temperature
         weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
         confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
                               detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
-    best, runner_up, tie = _break_tie(ranked, confidence)
+    best, runner_up, tie = _break_tie(ranked, confidence, predictor if predicted else None)
     if throughput and throughput.problems:
         warnings.append(f"Throughput ({throughput.origin}): " + "; ".join(throughput.problems) + ".")
     if budget.note:

@@ -1,11 +1,18 @@
-"""The learned model: predicts each strategy's test accuracy from data descriptors and the budget.
+"""The learned models: each strategy's test accuracy from data descriptors, the budget and what feature extraction reaches.
 
 Fitted on the benchmark engine's meta-dataset (``benchmarks/results/cells.jsonl``) by
-``benchmarks/fit_model.py``. Target: accuracy rescaled so chance = 0 and perfect = 1, which makes data sets
-with different numbers of classes comparable. One gradient-boosted regressor per strategy, constrained to be
-non-decreasing in images and budget (more data or more time never predicts worse); intervals come from the
-residuals of leave-one-dataset-out cross-validation (split-conformal style), so their width is what the
-model missed on data sets it had not seen.
+``benchmarks/fit_model.py``. Accuracies are rescaled so chance = 0 and perfect = 1, which makes data sets
+with different numbers of classes comparable. Two models:
+
+* :class:`StrategyModel` predicts every strategy's absolute accuracy (gradient boosting, non-decreasing in
+  images and budget). Advisor uses it for feature extraction when FE was not measured.
+* :class:`GainModel` predicts what fine-tune, retrain and scratch gain *over feature extraction*, with FE's
+  accuracy among its inputs. FE is cheap to measure on the user's own data, so the decision rests on the
+  measured FE plus a predicted gain; between data sets the gains are far easier to predict than absolute
+  accuracies (``benchmarks/evaluate.py`` compares both, leave one family out).
+
+Intervals come from the residuals of leave-one-family-out cross-validation (split-conformal style), so their
+width is what the models missed on data sets they had not seen.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 
 from . import calibration, datasets, store
 from .state import PACKAGED_MODEL
@@ -222,23 +229,103 @@ class StrategyModel:
         return lo, np.maximum(hi, np.minimum(np.asarray(normalised) + EPS / 2, 1 - EPS / 4))
 
     def domain(self, row: list[float] | np.ndarray) -> tuple[str, float, list[str]]:
-        """Where one row of :data:`FEATURES` lies against the fitted region: ("inside" | "near" | "outside",
-        the total distance beyond the ranges in range widths, and a phrase per feature that is beyond)."""
-        values = self._columns(np.asarray([row], dtype=float))[0]
-        total, out = 0.0, []
-        for f, v in zip(self.features, values):
-            lo, hi = self.ranges_[f]
-            excess = max(lo - v, v - hi, 0.0) / max(hi - lo, 1e-9)
-            if excess > NEAR:
-                name, show = DESCRIBE.get(f, (f, float))
-                out.append(f"{name} {show(v):.3g} (fitted {show(lo):.3g}–{show(hi):.3g})")
-                total += excess
-        return ("outside" if total > OUTSIDE else "near" if total > NEAR else "inside"), total, out
+        """Where one row of :data:`FEATURES` lies against the fitted region (:func:`domain`)."""
+        return domain(self.features, self.ranges_, self._columns(np.asarray([row], dtype=float))[0])
 
 
-def save(models: dict[str, StrategyModel], card: dict, path: Path | None = None) -> Path:
-    """Save ``{"default": model}`` and its card: joblib to a temporary file, then rename."""
-    return store.atomic_replace(Path(path or PACKAGED_MODEL), lambda tmp: joblib.dump({"models": models, "card": card}, tmp))
+def domain(features: tuple[str, ...], ranges: dict[str, tuple[float, float]], values) -> tuple[str, float, list[str]]:
+    """Where one row of ``features`` values lies against the fitted ``ranges``: ("inside" | "near" | "outside",
+    the total distance beyond the ranges in range widths, and a phrase per feature that is beyond)."""
+    total, out = 0.0, []
+    for f, v in zip(features, values):
+        lo, hi = ranges[f]
+        excess = max(lo - v, v - hi, 0.0) / max(hi - lo, 1e-9)
+        if excess > NEAR:
+            name, show = DESCRIBE.get(f, (f, float))
+            out.append(f"{name} {show(v):.3g} (fitted {show(lo):.3g}–{show(hi):.3g})")
+            total += excess
+    return ("outside" if total > OUTSIDE else "near" if total > NEAR else "inside"), total, out
+
+
+GAINED: tuple[StrategyName, ...] = ("fine_tune", "retrain", "scratch")  # the strategies a gain over FE is predicted for
+GAIN_FEATURES = (*NUMBERS_FEATURES, "fe_normalised", "log_steps")
+# fe_normalised: FE's accuracy, chance = 0 and perfect = 1 (its headroom is 1 − this); log_steps: log of the
+# training steps of batch 32 the budget buys at all-layer speed (k × images ÷ 32), how far the trained strategies get.
+DESCRIBE["fe_normalised"] = ("feature extraction's normalised accuracy", float)
+DESCRIBE["log_steps"] = ("training steps of batch 32", math.exp)
+
+
+def gain_row(n_images: float, n_classes: float, channels: float, similarity: float, budget: EpochEquivalents,
+             fe_normalised: float) -> list[float]:
+    """One row of :data:`GAIN_FEATURES`."""
+    k = max(budget.value, 1e-3)
+    return [math.log(n_images), math.log(n_classes), math.log(n_images / n_classes), float(channels), float(similarity),
+            math.log(k), float(fe_normalised), math.log(k * n_images / 32 + 1)]
+
+
+def gain_table(rows: list[dict], fe_accuracy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Meta-dataset rows → (rows of :data:`GAIN_FEATURES`, (n, 3) gains over FE in normalised accuracy, in
+    :data:`GAINED` order). ``fe_accuracy`` replaces the cells' FE accuracies as the input (e.g. with noise)."""
+    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
+    n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
+    norm = to_normalised(acc, n_classes[:, None])
+    fe_in = norm[:, 0] if fe_accuracy is None else to_normalised(fe_accuracy, n_classes)
+    X = np.array([gain_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(r["k"]), f)
+                  for r, f in zip(rows, fe_in)])
+    return X, norm[:, [STRATEGIES.index(s) for s in GAINED]] - norm[:, [0]]
+
+
+class GainModel:
+    """Predicts each trained strategy's normalised accuracy minus feature extraction's; sklearn-style.
+
+    One extremely-randomised-trees regressor per strategy in :data:`GAINED` (in leave-one-family-out tests it
+    chose better than gradient boosting and than absolute-accuracy models: README). Intervals: ± the
+    ``coverage`` quantile of the out-of-fold |residual| per strategy.
+    """
+
+    def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 5, coverage: float = 0.8):
+        self.features = GAIN_FEATURES
+        self.n_estimators, self.min_samples_leaf, self.coverage = n_estimators, min_samples_leaf, coverage
+
+    def fit(self, X: np.ndarray, D: np.ndarray, residuals: np.ndarray | None = None) -> "GainModel":
+        self.estimators_ = [ExtraTreesRegressor(self.n_estimators, min_samples_leaf=self.min_samples_leaf, random_state=0,
+                                                n_jobs=1).fit(X, D[:, j]) for j in range(D.shape[1])]
+        self.ranges_ = {f: (float(np.nanmin(X[:, i])), float(np.nanmax(X[:, i]))) for i, f in enumerate(self.features)}
+        self.half_width_ = (np.quantile(np.abs(residuals), self.coverage, axis=0) if residuals is not None and len(residuals)
+                            else np.full(D.shape[1], np.nan))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(n, 3) predicted gains over FE (normalised accuracy), :data:`GAINED` order."""
+        if not hasattr(self, "estimators_"):
+            raise RuntimeError("GainModel is not fitted yet; call fit first.")
+        return np.column_stack([e.predict(np.asarray(X, dtype=float)) for e in self.estimators_])
+
+    def sigma(self) -> np.ndarray:
+        """Each gain's standard deviation, read off its interval as if normal (80 %: ± 1.28 σ)."""
+        return self.half_width_ / 1.2816
+
+    def domain(self, row: list[float] | np.ndarray) -> tuple[str, float, list[str]]:
+        return domain(self.features, self.ranges_, np.asarray(row, dtype=float))
+
+
+def fit_gain(X: np.ndarray, D: np.ndarray, groups: np.ndarray, **params) -> tuple[GainModel, np.ndarray]:
+    """A :class:`GainModel` fitted on every row, its intervals set by leave-one-family-out residuals; also
+    returns the out-of-fold predictions (NaN where a family could not be held out)."""
+    oof = np.full_like(D, np.nan)
+    for g in np.unique(groups):
+        held = groups == g
+        if (~held).sum() >= 5:
+            oof[held] = GainModel(**params).fit(X[~held], D[~held]).predict(X[held])
+    ok = ~np.isnan(oof).any(axis=1)
+    return GainModel(**params).fit(X, D, (D - oof)[ok] if ok.any() else None), oof
+
+
+def save(models: dict, card: dict, path: Path | None = None) -> Path:
+    """Save ``{"default": StrategyModel, "gain": GainModel}`` and its card (compressed joblib to a temporary
+    file, then rename)."""
+    return store.atomic_replace(Path(path or PACKAGED_MODEL),
+                                lambda tmp: joblib.dump({"models": models, "card": card}, tmp, compress=3))
 
 
 def load(path: Path | None = None) -> tuple[dict[str, StrategyModel], dict] | None:
@@ -256,24 +343,51 @@ def _load(path: Path, mtime_ns: int) -> tuple[dict[str, StrategyModel], dict]:
 
 
 class LearnedPredictor:
-    """Plugs a fitted :class:`StrategyModel` into :func:`advisor.decide.decide` as its ``predictor``.
+    """Plugs the fitted models into :func:`advisor.decide.decide` as its ``predictor``.
 
-    ``probes`` (calibration records: the model's errors seen by probes) correct the predictions at each
-    budget through :func:`advisor.calibration.correction`; ``data`` names the data being advised on, whose
-    own probes count fully; probes of other data count only when it is close (:func:`advisor.calibration.closeness`).
+    Feature extraction: ``fe`` when it was measured on the data (or given), else the :class:`StrategyModel`'s
+    prediction. The trained strategies: FE's normalised accuracy + the :class:`GainModel`'s predicted gain
+    (when the bundle has one; else the absolute model). ``probes`` (calibration records: the model's errors
+    seen by probes) correct the predictions at each budget through :func:`advisor.calibration.correction`;
+    ``data`` names the data being advised on, whose own probes count fully; probes of other data count only
+    when it is close (:func:`advisor.calibration.closeness`).
     """
 
-    def __init__(self, models: dict[str, StrategyModel], card: dict, measures: Similarity | dict | None = None,
-                 probes: list[dict] | None = None, data: str | None = None):
+    def __init__(self, models: dict, card: dict, measures: Similarity | dict | None = None,
+                 probes: list[dict] | None = None, data: str | None = None, fe: Quantity | None = None):
         self.card, self.measures = card, measures
         self.model = models["default"]
-        self.probes, self.data = probes or [], data
+        self.gain: GainModel | None = models.get("gain")
+        self.probes, self.data, self.fe = probes or [], data, fe
         self.name = card.get("name", "strategy_model")
+        self._sigma: dict[str, float] = {}
 
     def normalised(self, facts: DataFacts, budget: EpochEquivalents) -> np.ndarray:
-        """The model's raw normalised predictions (no correction) for these facts and budget."""
+        """The models' raw normalised predictions (no correction) for these facts and budget, FE measured or not."""
         row = np.array([feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures)])
-        return self.model.predict(row)[0]
+        norm = self.model.predict(row)[0]
+        if self.fe is not None:
+            norm[0] = float(np.clip(to_normalised(self.fe.value, facts.n_classes), EPS, 1 - EPS))
+        if self.gain is not None:
+            gains = self.gain.predict([gain_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, norm[0])])[0]
+            for s, g in zip(GAINED, gains):
+                norm[STRATEGIES.index(s)] = float(np.clip(norm[0] + g, EPS, 1 - EPS))
+        return norm
+
+    def _fe_half_width(self, facts: DataFacts) -> float:
+        """FE's uncertainty (normalised): its measured interval, else the absolute model's half-width."""
+        if self.fe is not None and self.fe.low is not None and self.fe.high is not None:
+            return float(to_normalised(self.fe.high, facts.n_classes) - to_normalised(self.fe.low, facts.n_classes)) / 2
+        return float(self.model.half_width_[0]) if self.model.scale == "linear" else 0.1
+
+    def confidence(self, best: StrategyName, other: StrategyName) -> float | None:
+        """P(``best`` really beats ``other``) from the gains' uncertainties after :meth:`predict` (FE's own
+        uncertainty cancels: both are FE + a gain); None without a gain model."""
+        if not self._sigma or best not in self._sigma or other not in self._sigma:
+            return None
+        sigma = math.hypot(self._sigma[best], self._sigma[other])
+        gap = self._norm[best] - self._norm[other]
+        return 1.0 if sigma <= 0 else 0.5 * (1 + math.erf(gap / (sigma * math.sqrt(2))))
 
     def predict(self, facts: DataFacts, budget: EpochEquivalents | None) -> dict[StrategyName, Quantity]:
         """Each strategy's accuracy with its interval; nothing when the budget is unknown in epoch-equivalents
@@ -282,24 +396,48 @@ class LearnedPredictor:
             return {}
         k = budget.value
         norm = self.normalised(facts, budget)
-        row = feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures)
-        where, distance, beyond = self.model.domain(row)
         offsets, used = calibration.correction(self.probes, budget, self.data, facts)
+        if self.fe is not None:
+            offsets.pop("feature_extraction", None)  # measured: nothing to correct
         note = (f"; corrected by {used} probe(s) of this or close data on this machine: "
                 + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if used else ""
+        if self.gain is not None:
+            row = gain_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, norm[0])
+            where, distance, beyond = self.gain.domain(row)
+        else:
+            where, distance, beyond = self.model.domain(
+                feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures))
         if beyond:
             note += (f"; {where} the region the model was fitted on — " + ", ".join(beyond)
                      + f": a guess, its interval widened ×{1 + distance:.2g}")
         mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGIES]), EPS, 1 - EPS)
-        lo, hi = self.model.interval(mu, 1 + distance)
+        self._norm = dict(zip(STRATEGIES, mu))
         out = {}
+        fe_hw = self._fe_half_width(facts)
+        abs_lo, abs_hi = self.model.interval(mu, 1 + distance)
+        fe_how = ("measured" if self.fe is not None else "the model's prediction")
         for j, s in enumerate(STRATEGIES):
-            known = not np.isnan(self.model.half_width_[j])
+            if s == "feature_extraction" and self.fe is not None:
+                out[s] = self.fe
+                continue
+            if self.gain is not None and s in GAINED:
+                gain_hw = float(self.gain.half_width_[GAINED.index(s)]) * (1 + distance)
+                self._sigma[s] = gain_hw / 1.2816
+                known = not np.isnan(gain_hw)
+                hw = math.hypot(gain_hw, fe_hw)
+                lo, hi = mu[j] - hw, max(mu[j] + hw, min(mu[j] + EPS / 2, 1 - EPS / 4))
+                detail = (f"feature extraction's accuracy ({fe_how}) + the gain model's predicted gain "
+                          f"{(mu[j] - mu[0]) * (1 - 1 / facts.n_classes) * 100:+.1f} points; {self.gain.coverage:.0%} interval "
+                          f"from leave-one-family-out residuals")
+            else:
+                self._sigma[s] = 0.0 if s == "feature_extraction" else float(self.model.half_width_[j]) / 1.2816
+                known = not np.isnan(self.model.half_width_[j])
+                lo, hi = float(abs_lo[j]), float(abs_hi[j])
+                detail = f"{self.model.coverage:.0%} interval from leave-one-family-out residuals"
             out[s] = Quantity(
                 value=round(float(to_accuracy(mu[j], facts.n_classes)), 4), source="model", domain=where,
-                low=round(float(to_accuracy(lo[j], facts.n_classes)), 4) if known else None,
-                high=round(float(to_accuracy(hi[j], facts.n_classes)), 4) if known else None,
-                detail=f"{self.model.coverage:.0%} interval from leave-one-dataset-out residuals; fitted on "
-                f"{self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents" + note,
+                low=round(float(to_accuracy(lo, facts.n_classes)), 4) if known else None,
+                high=round(float(to_accuracy(min(hi, 1 - EPS / 4), facts.n_classes)), 4) if known else None,
+                detail=f"{detail}; fitted on {self.card.get('cells', '?')} real runs; budget {k:.1f} epoch-equivalents" + note,
             )
         return out

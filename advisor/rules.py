@@ -17,7 +17,7 @@ from .schemas import STRATEGIES, FiredRule, StrategyName
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 FACTS = (
     "n_images", "n_classes", "images_per_class", "resolution", "channels", "imbalance", "similarity", "budget_hours",
-    *(f"epochs_{s}" for s in STRATEGIES),
+    *(f"epochs_{s}" for s in STRATEGIES), "fe_accuracy",
 )
 SETTINGS = {"augmentation": ("light", "strong"), "hflip": (True, False), "fine_tune_depth": FINE_TUNE_DEPTHS}
 _CONDITION = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")

@@ -60,7 +60,8 @@ def read(path: Path) -> list[dict]:
 # --- The database of what advisor learns on a machine -------------------------------------------------------------
 
 SCHEMA_VERSION = 1
-TABLES = ("throughput", "probe", "probe_result")  # throughput records, probe records (calibration), whole probe results
+TABLES = ("throughput", "probe", "probe_result", "feature_accuracy")  # throughput records, probe records (calibration),
+# whole probe results, feature extraction measured on a data set (reused for the same files)
 BUSY_TIMEOUT_S = 30.0
 
 

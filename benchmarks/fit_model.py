@@ -1,7 +1,8 @@
 """Fit the learned strategy model on the meta-dataset and save it, with its card, inside the package.
 
-Reproducible: the same results file gives the same model (fixed seeds). The card records the data it saw
-and its leave-one-dataset-out (LODO) error; the same LODO residuals set the prediction intervals. It also
+Reproducible: the same results file gives the same model (fixed seeds). Two models (advisor/learned.py): the
+absolute strategy model and the gain model (each trained strategy's gain over feature extraction). The card
+records the data they saw and their leave-one-family-out error; the same residuals set the prediction intervals. It also
 compares the model's inputs with the finer image measures added, so each refit re-checks that choice.
 
     python benchmarks/fit_model.py [--results FILE ...]   # default: the CPU and GPU cells
@@ -36,9 +37,29 @@ def lodo_figures(oof: np.ndarray, Y: np.ndarray, n_classes: np.ndarray) -> dict:
     }
 
 
-def fit(rows: list[dict]) -> tuple[dict[str, learned.StrategyModel], dict]:
+def gain_figures(oof: np.ndarray, rows: list[dict]) -> dict:
+    """Out-of-fold error of the predicted gains over FE, in points, and the decision they imply (FE kept
+    unless a predicted gain is positive)."""
+    _, D = learned.gain_table(rows)
+    ok = ~np.isnan(oof).any(axis=1)
+    scale = np.array([1 - 1 / r["n_classes"] for r in rows])[ok, None] * 100
+    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])[ok]
+    choice = np.column_stack([np.zeros(ok.sum()), oof[ok]]).argmax(1)
+    order = [STRATEGIES.index(s) for s in ("feature_extraction", *learned.GAINED)]
+    picked = acc[np.arange(len(acc)), np.array(order)[choice]]
+    regret = (acc.max(1) - picked) * 100
+    return {
+        "mean_abs_error_points": {s: round(float((np.abs(oof[ok] - D[ok]) * scale)[:, j].mean()), 2) for j, s in enumerate(learned.GAINED)},
+        "winner_agreement": round(float(np.mean(regret < 1e-9)), 3),
+        "mean_regret_points": round(float(regret.mean()), 2),
+    }
+
+
+def fit(rows: list[dict]) -> tuple[dict, dict]:
     X, Y, n_classes, groups = learned.table(rows)
     model, oof = learned.fit(X, Y, groups)
+    XG, D = learned.gain_table(rows)
+    gain, gain_oof = learned.fit_gain(XG, D, groups)
     with_measures = learned.leave_one_dataset_out(X, Y, groups, features=learned.FEATURES)
     card = {
         "name": "strategy_model",
@@ -55,12 +76,20 @@ def fit(rows: list[dict]) -> tuple[dict[str, learned.StrategyModel], dict]:
         "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in model.ranges_.items()},
         "lodo": lodo_figures(oof, Y, n_classes),
         "lodo_with_image_measures": lodo_figures(with_measures, Y, n_classes),
+        "gain_model": {
+            "features": list(gain.features),
+            "target": "normalised accuracy minus feature extraction's, per trained strategy; one ExtraTreesRegressor "
+                      f"({gain.n_estimators} trees, ≥ {gain.min_samples_leaf} cells a leaf) each; FE's accuracy is an input",
+            "interval_half_width_normalised": {s: round(float(w), 4) for s, w in zip(learned.GAINED, gain.half_width_)},
+            "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in gain.ranges_.items()},
+            "lofo": gain_figures(gain_oof, rows),
+        },
         "shape_checks": {  # "a transfer strategy's edge over scratch shrinks as data grows" (learned.TRANSFER note)
             "edge_falls_with_size_in_cells": learned.edge_support(rows),
             "edge_grows_with_size_in_model": learned.edge_growth(model),
         },
     }
-    return {"default": model}, card
+    return {"default": model, "gain": gain}, card
 
 
 def main() -> None:
