@@ -27,10 +27,23 @@ def test_default_rules_load_and_every_rule_has_a_reason():
 
 
 def test_small_similar_data_gets_feature_extraction():
-    rec = _rec(300, 10, 0.75, 4, FAST)
+    rec = _rec(300, 10, 0.75, 0.001, FAST)  # 18 epochs of fine-tuning: not a large budget
     assert rec.strategy == "feature_extraction"
     assert "small-similar" in [f.id for f in rec.fired_rules]
     assert any("frozen pretrained features" in r for r in rec.reasons)
+
+
+def test_a_large_budget_or_fe_headroom_trains_the_backbone():
+    large = _rec(300, 10, 0.75, 4, FAST)  # 72,000 epochs of fine-tuning
+    assert large.strategy == "fine_tune" and "large-budget-trains-the-backbone" in [f.id for f in large.fired_rules]
+    facts = DataFacts(n_images=300, n_classes=10, similarity=0.75, resolution=128, channels=3)
+    tp = Throughput(resolution=128, batch_size=8, images_per_second=FAST, detail="given", seconds=0)
+    budget_ = Budget(seconds=3.0, given_as="3 s")  # 15 epochs of fine-tuning
+    fired = lambda fe: [f.id for f in decide.decide(facts, budget_, CPU, BOOK, tp, {"feature_extraction": fe}).fired_rules]
+    from advisor.schemas import Quantity
+    assert "fe-leaves-headroom" in fired(Quantity(value=0.7, source="measured"))
+    assert "fe-leaves-headroom" not in fired(Quantity(value=0.95, source="measured"))
+    assert "fe-leaves-headroom" not in fired(Quantity(value=0.7, source="model"))  # only a measured FE counts
 
 
 def test_limited_related_data_gets_fine_tune_with_frozen_early_layers():
@@ -48,7 +61,7 @@ def test_large_different_data_with_big_budget_trains_all_layers():
 
 
 def test_scratch_is_ruled_out_without_data_or_budget():
-    assert not _rec(150, 10, 0.3, 200, FAST).estimate("scratch").feasible
+    assert not _rec(15, 3, 0.3, 200, FAST).estimate("scratch").feasible
     assert not _rec(100_000, 10, 0.3, 1, SLOW).estimate("scratch").feasible
     assert _rec(5000, 10, 0.3, 200, FAST).estimate("scratch").feasible
 
@@ -132,8 +145,8 @@ def test_gpu_hours_on_a_cpu_say_so():
 
 
 def test_a_tie_is_called_a_tie_and_the_cheaper_strategy_is_chosen():
-    rec = _rec(1800, 10, 0.36, 1, dict(feature_extraction=500.0, fine_tune=130.0, retrain=110.0, scratch=1100.0),
-               channels=1, resolution=8)
+    rec = _rec(1800, 10, 0.36, 0.1, dict(feature_extraction=500.0, fine_tune=130.0, retrain=110.0, scratch=1100.0),
+               channels=1, resolution=8)  # 26 epochs of fine-tuning: below a large budget
     ranked = sorted((e for e in rec.estimates if e.feasible), key=lambda e: e.score.value, reverse=True)
     tied = [e for e in ranked if ranked[0].score.value - e.score.value < decide.TIE_POINTS]
     assert len(tied) >= 2  # the best rule scores are level
@@ -145,5 +158,5 @@ def test_a_tie_is_called_a_tie_and_the_cheaper_strategy_is_chosen():
 
 
 def test_a_clear_lead_is_not_a_tie():
-    rec = _rec(300, 10, 0.8, 0.2, FAST)  # small data close to ImageNet: feature extraction leads clearly
+    rec = _rec(300, 10, 0.8, 0.001, FAST)  # small data close to ImageNet, a short budget: feature extraction leads clearly
     assert rec.strategy == "feature_extraction" and not rec.tie and rec.runner_up is not None
