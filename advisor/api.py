@@ -141,7 +141,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
         return "the budget does not afford one pass over the images"
     res = plan_resolution(facts.resolution, book)
     size = fe_accuracy.subset_size(facts.n_images, hw, ips if local else None)
-    key = fe_accuracy.fingerprint(scanned, backbone, res, weights, size)
+    key = fe_accuracy.fingerprint(scanned, backbone, res, weights)
     cached = calibration.cached_fe(state, key)
     if cached:
         log(f"feature extraction's accuracy from this machine's record ({cached.value:.1%})")

@@ -418,7 +418,7 @@ class LearnedPredictor:
         fe_how = ("measured" if self.fe is not None else "the model's prediction")
         for j, s in enumerate(STRATEGIES):
             if s == "feature_extraction" and self.fe is not None:
-                out[s] = self.fe
+                out[s], self._sigma[s] = self.fe, 0.0  # the gains are over it: its own uncertainty is common to all
                 continue
             if self.gain is not None and s in GAINED:
                 gain_hw = float(self.gain.half_width_[GAINED.index(s)]) * (1 + distance)

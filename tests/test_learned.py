@@ -121,3 +121,30 @@ def test_queries_outside_the_fitted_region_are_flagged_and_the_rules_decide(fitt
     rec = decide.decide(facts, Budget(seconds=2_000_000 * 3600, given_as="2000000 hours"), CPU, rules.load(), tp, predictor=predictor)
     assert rec.confidence.source == "rule" and any(e.accuracy.domain == "outside" for e in rec.estimates)
     assert any(w.startswith("Learned model: outside") for w in rec.warnings)
+
+
+def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measured_fe():
+    XG, D = learned.gain_table(ROWS)
+    groups = np.array([learned.datasets.family(r["dataset"]) for r in ROWS])
+    gain, oof = learned.fit_gain(XG, D, groups)
+    assert XG.shape == (len(ROWS), len(learned.GAIN_FEATURES)) and D.shape == (len(ROWS), 3)
+    ok = ~np.isnan(oof).any(axis=1)
+    # out of family it still ranks: cells where a trained strategy really gains ≥ 10 points get a higher predicted gain
+    big = D[ok].max(1) > 0.1
+    assert oof[ok][big].max(1).mean() > oof[ok][~big].max(1).mean()
+    X, Y, _, _ = learned.table(ROWS)
+    models = {"default": learned.fit(X, Y, groups)[0], "gain": gain}
+    facts = DataFacts(n_images=1000, n_classes=10, resolution=28, channels=1, similarity=0.35)
+    from advisor.schemas import Quantity
+    for value in (0.6, 0.9):
+        fe = Quantity(value=value, source="measured", low=value - 0.02, high=value + 0.02)
+        p = learned.LearnedPredictor(models, {"name": "t"}, fe=fe)
+        out = p.predict(facts, EpochEquivalents(30))
+        assert out["feature_extraction"] is fe
+        norm_fe = learned.to_normalised(value, 10)
+        for j, s in enumerate(learned.GAINED):
+            expected = learned.to_accuracy(np.clip(norm_fe + gain.predict([learned.gain_row(1000, 10, 1, 0.35, EpochEquivalents(30), norm_fe)])[0][j],
+                                                   learned.EPS, 1 - learned.EPS), 10)
+            assert out[s].value == pytest.approx(float(expected), abs=1e-3)
+            assert out[s].low < out[s].value < out[s].high
+        assert 0.0 <= p.confidence("fine_tune", "feature_extraction") <= 1.0

@@ -1,0 +1,57 @@
+"""Feature extraction measured on the user's images before advice: cross-validated, shown as measured, reused."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import advisor
+from advisor import AdvisorError, fe_accuracy
+from advisor.state import MachineState
+
+
+def test_cross_validation_separates_what_is_separable_and_not_noise():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    clean = rng.normal(size=(120, 16)) + np.eye(4, 16)[labels] * 8
+    acc, n, folds = fe_accuracy.cross_validated(clean, labels)
+    assert acc > 0.95 and n == 120 and folds == fe_accuracy.FOLDS
+    noise, _, _ = fe_accuracy.cross_validated(rng.normal(size=(120, 16)), labels)
+    assert noise < 0.5  # chance is 0.25
+    assert "at least 2" in fe_accuracy.cross_validated(clean[:5], np.array([0, 0, 1, 1, 2]))  # a class of one image
+
+
+def test_recommend_measures_feature_extraction_and_reuses_it(digits_dir, tmp_path):
+    state = MachineState(home=tmp_path / "home")
+    first = advisor.recommend(digits_dir, minutes=30, state=state, use_model=False)
+    fe = first.estimate("feature_extraction").accuracy
+    assert fe.source == "measured" and fe.low < fe.value < fe.high
+    assert "200 images" in fe.detail and "cross-validated" in fe.detail and "reused" not in fe.detail
+    assert fe.value > 0.5  # digits: frozen ImageNet features separate 10 classes far above chance (10 %)
+    again = advisor.recommend(digits_dir, minutes=30, state=state, use_model=False).estimate("feature_extraction").accuracy
+    assert again.value == fe.value and "reused" in again.detail
+
+
+def test_a_class_too_small_for_cross_validation_falls_back_to_a_prediction_and_says_why(digits_dir, tmp_path):
+    data = tmp_path / "tiny"
+    shutil.copytree(digits_dir, data)
+    for extra in sorted((data / "3").iterdir())[1:]:
+        extra.unlink()  # class 3 keeps one image
+    rec = advisor.recommend(data, minutes=30, state=MachineState(home=tmp_path / "home"))
+    assert rec.estimate("feature_extraction").accuracy is None or rec.estimate("feature_extraction").accuracy.source != "measured"
+    assert any("Feature extraction was not measured" in w and "at least 2" in w for w in rec.warnings)
+
+
+def test_numbers_only_take_a_given_fe_accuracy_and_check_it(tmp_path):
+    state = MachineState(home=tmp_path / "home")
+    numbers = dict(n_images=5000, n_classes=50, similarity=0.6, minutes=60, device_name="a100", state=state)
+    given = advisor.recommend(**numbers, fe_accuracy=0.62)
+    fe = given.estimate("feature_extraction").accuracy
+    assert fe.source == "measured" and fe.value == 0.62 and "given" in fe.detail
+    predicted = advisor.recommend(**numbers)
+    assert predicted.estimate("feature_extraction").accuracy.source == "model"
+    assert any("not measured" in w for w in predicted.warnings)
+    with pytest.raises(AdvisorError, match="between 0 and 1"):
+        advisor.recommend(**numbers, fe_accuracy=62)
