@@ -234,14 +234,16 @@ def probe(
                          cost=Quantity(value=round(spent, 1), unit="s", source="measured",
                                        detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; "
                                               f"asked for {total:.0f} s"))
-    pred = api.predictor(state, use_model, rec.similarity)
+    fe = rec.estimate("feature_extraction").accuracy
+    fe = fe if fe is not None and fe.source == "measured" else None  # the gains build on it before and after calibration
+    pred = api.predictor(state, use_model, rec.similarity, fe=fe)
     judged = [r for r in runs if r.judged]
     if pred is not None and judged:
         errors = _model_errors(pred, rec, judged, len(train[0]))  # only what the probe can judge calibrates
         reach = {r.strategy: r.reach for r in judged}
         observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root), rec.facts)
-        after = decide(rec.facts, budget, hw, book, rec.throughput, backbone=backbone,
-                       predictor=api.predictor(state, use_model, rec.similarity, str(scanned.root), [observed]))
+        after = decide(rec.facts, budget, hw, book, rec.throughput, {"feature_extraction": fe} if fe else None, backbone=backbone,
+                       predictor=api.predictor(state, use_model, rec.similarity, str(scanned.root), [observed], fe=fe))
         weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
                                                      EpochEquivalents(k_budget)), 3)
                    for s in reach} if k_budget else None
