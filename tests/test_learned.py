@@ -123,7 +123,7 @@ def test_queries_outside_the_fitted_region_are_flagged_and_the_rules_decide(fitt
     assert any(w.startswith("Learned model: outside") for w in rec.warnings)
 
 
-def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measured_fe():
+def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measured_fe(fitted):
     XG, D = learned.gain_table(ROWS)
     groups = np.array([learned.datasets.family(r["dataset"]) for r in ROWS])
     gain, oof = learned.fit_gain(XG, D, groups)
@@ -132,8 +132,7 @@ def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measure
     # out of family it still ranks: cells where a trained strategy really gains ≥ 10 points get a higher predicted gain
     big = D[ok].max(1) > 0.1
     assert oof[ok][big].max(1).mean() > oof[ok][~big].max(1).mean()
-    X, Y, _, _ = learned.table(ROWS)
-    models = {"default": learned.fit(X, Y, groups)[0], "gain": gain}
+    models = {"default": fitted[2]["default"], "gain": gain}
     facts = DataFacts(n_images=1000, n_classes=10, resolution=28, channels=1, similarity=0.35)
     from advisor.schemas import Quantity
     for value in (0.6, 0.9):
