@@ -149,7 +149,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
     log(f"measuring feature extraction on {size} images at {res}px (frozen {backbone}, {fe_accuracy.FOLDS}-fold cross-validation) …")
     found = fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights)
     if isinstance(found, Quantity):
-        log(f"  {found.value:.1%} ({found.detail.split(', ')[-1].split(';')[0]})")
+        log(f"  {found.value:.1%} (80 % interval {found.low:.1%}–{found.high:.1%})")
         try:
             calibration.record_fe(state, key, str(scanned.root), found)
         except (OSError, sqlite3.Error) as exc:  # a read-only home: the advice is still given

@@ -99,7 +99,7 @@ def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbon
 
 
 def cached_fe(state: MachineState, key: str) -> Quantity | None:
-    """Feature extraction's accuracy measured earlier on the same files, backbone, resolution and subset
+    """Feature extraction's accuracy measured earlier on the same files, backbone, weights and resolution
     (``key``: :func:`advisor.fe_accuracy.fingerprint`), by this advisor version."""
     for r in reversed(_mine(state, "feature_accuracy")):
         if r["key"] == key and r.get("advisor_version") == _versions()["advisor_version"]:

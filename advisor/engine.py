@@ -264,7 +264,7 @@ def run(
             eval_s = time.perf_counter() - t
     steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
     if curve_points > 0:
-        dense.append((step, seen, 0.0, round(trained_s, 3), curve[-1][1]))
+        dense.append((step, seen, round(lr_now, 4), round(trained_s, 3), curve[-1][1]))
     return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
                      batch_size, hardware.peak_memory_mb(hw), strat.variant, steady, dense)
 

@@ -360,7 +360,8 @@ class LearnedPredictor:
         self.gain: GainModel | None = models.get("gain")
         self.probes, self.data, self.fe = probes or [], data, fe
         self.name = card.get("name", "strategy_model")
-        self._sigma: dict[str, float] = {}
+        self._sigma: dict[str, float] = {}  # set by predict(): each strategy's σ against FE, for confidence()
+        self._norm: dict[str, float] = {}
 
     def normalised(self, facts: DataFacts, budget: EpochEquivalents) -> np.ndarray:
         """The models' raw normalised predictions (no correction) for these facts and budget, FE measured or not."""
@@ -383,7 +384,7 @@ class LearnedPredictor:
     def confidence(self, best: StrategyName, other: StrategyName) -> float | None:
         """P(``best`` really beats ``other``) from the gains' uncertainties after :meth:`predict` (FE's own
         uncertainty cancels: both are FE + a gain); None without a gain model."""
-        if not self._sigma or best not in self._sigma or other not in self._sigma:
+        if best not in self._sigma or other not in self._sigma:
             return None
         sigma = math.hypot(self._sigma[best], self._sigma[other])
         gap = self._norm[best] - self._norm[other]
@@ -412,17 +413,18 @@ class LearnedPredictor:
                      + f": a guess, its interval widened ×{1 + distance:.2g}")
         mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGIES]), EPS, 1 - EPS)
         self._norm = dict(zip(STRATEGIES, mu))
+        self._sigma = ({"feature_extraction": 0.0} | {s: w * (1 + distance) / 1.2816 for s, w in zip(GAINED, self.gain.half_width_)}
+                       if self.gain is not None else {})  # FE's own uncertainty is common to all: it cancels
         out = {}
         fe_hw = self._fe_half_width(facts)
         abs_lo, abs_hi = self.model.interval(mu, 1 + distance)
         fe_how = ("measured" if self.fe is not None else "the model's prediction")
         for j, s in enumerate(STRATEGIES):
             if s == "feature_extraction" and self.fe is not None:
-                out[s], self._sigma[s] = self.fe, 0.0  # the gains are over it: its own uncertainty is common to all
+                out[s] = self.fe
                 continue
             if self.gain is not None and s in GAINED:
                 gain_hw = float(self.gain.half_width_[GAINED.index(s)]) * (1 + distance)
-                self._sigma[s] = gain_hw / 1.2816
                 known = not np.isnan(gain_hw)
                 hw = math.hypot(gain_hw, fe_hw)
                 lo, hi = mu[j] - hw, max(mu[j] + hw, min(mu[j] + EPS / 2, 1 - EPS / 4))
@@ -430,7 +432,6 @@ class LearnedPredictor:
                           f"{(mu[j] - mu[0]) * (1 - 1 / facts.n_classes) * 100:+.1f} points; {self.gain.coverage:.0%} interval "
                           f"from leave-one-family-out residuals")
             else:
-                self._sigma[s] = 0.0 if s == "feature_extraction" else float(self.model.half_width_[j]) / 1.2816
                 known = not np.isnan(self.model.half_width_[j])
                 lo, hi = float(abs_lo[j]), float(abs_hi[j])
                 detail = f"{self.model.coverage:.0%} interval from leave-one-family-out residuals"
