@@ -42,14 +42,13 @@ def gain_figures(oof: np.ndarray, rows: list[dict]) -> dict:
     unless a predicted gain is positive)."""
     _, D = learned.gain_table(rows)
     ok = ~np.isnan(oof).any(axis=1)
-    scale = np.array([1 - 1 / r["n_classes"] for r in rows])[ok, None] * 100
     acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])[ok]
     choice = np.column_stack([np.zeros(ok.sum()), oof[ok]]).argmax(1)
     order = [STRATEGIES.index(s) for s in ("feature_extraction", *learned.GAINED)]
     picked = acc[np.arange(len(acc)), np.array(order)[choice]]
     regret = (acc.max(1) - picked) * 100
     return {
-        "mean_abs_error_points": {s: round(float((np.abs(oof[ok] - D[ok]) * scale)[:, j].mean()), 2) for j, s in enumerate(learned.GAINED)},
+        "mean_abs_error_points": {s: round(float((np.abs(oof[ok] - D[ok]) * 100)[:, j].mean()), 2) for j, s in enumerate(learned.GAINED)},
         "winner_agreement": round(float(np.mean(regret < 1e-9)), 3),
         "mean_regret_points": round(float(regret.mean()), 2),
     }
@@ -78,9 +77,9 @@ def fit(rows: list[dict]) -> tuple[dict, dict]:
         "lodo_with_image_measures": lodo_figures(with_measures, Y, n_classes),
         "gain_model": {
             "features": list(gain.features),
-            "target": "normalised accuracy minus feature extraction's, per trained strategy; one ExtraTreesRegressor "
+            "target": "accuracy minus feature extraction's, per trained strategy; one ExtraTreesRegressor "
                       f"({gain.n_estimators} trees, ≥ {gain.min_samples_leaf} cells a leaf) each; FE's accuracy is an input",
-            "interval_half_width_normalised": {s: round(float(w), 4) for s, w in zip(learned.GAINED, gain.half_width_)},
+            "interval_half_width_accuracy": {s: round(float(w), 4) for s, w in zip(learned.GAINED, gain.half_width_)},
             "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in gain.ranges_.items()},
             "lofo": gain_figures(gain_oof, rows),
         },

@@ -142,8 +142,8 @@ def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measure
         assert out["feature_extraction"] is fe
         norm_fe = learned.to_normalised(value, 10)
         for j, s in enumerate(learned.GAINED):
-            expected = learned.to_accuracy(np.clip(norm_fe + gain.predict([learned.gain_row(1000, 10, 1, 0.35, EpochEquivalents(30), norm_fe)])[0][j],
-                                                   learned.EPS, 1 - learned.EPS), 10)
+            g = gain.predict([learned.gain_row(1000, 10, 1, 0.35, EpochEquivalents(30), norm_fe)])[0][j]
+            expected = np.clip(value + g, learned.to_accuracy(learned.EPS, 10), learned.to_accuracy(1 - learned.EPS, 10))
             assert out[s].value == pytest.approx(float(expected), abs=1e-3)
             assert out[s].low < out[s].value < out[s].high
         assert 0.0 <= p.confidence("fine_tune", "feature_extraction") <= 1.0
