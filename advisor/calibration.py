@@ -27,17 +27,14 @@ def _now() -> str:
 
 
 def _mine(state: MachineState, kind: str) -> list[dict]:
-    """This machine's records of ``kind`` (``throughput`` or ``probe``); records missing what is needed are skipped."""
-    if not state.db_path.exists() and not any((state.home / n).exists() for n in ("calibration.jsonl", "probes.jsonl")):
+    """This machine's records of ``kind`` (a table of :mod:`advisor.records`), each checked against its type."""
+    if not state.stored():
         return []
     db = state.database()
     try:
-        rows = db.read(kind, state.machine)
+        return db.read(kind, state.machine)
     finally:
         db.close()
-    need = {"throughput": ("device_name", "backbone", "resolution", "batch_size", "throughput", "time"),
-            "probe": ("errors", "time"), "feature_accuracy": ("key", "accuracy", "time")}[kind]
-    return [r for r in rows if all(k in r for k in need)]
 
 
 def _add(state: MachineState, kind: str, record: dict) -> None:
@@ -178,8 +175,9 @@ def correction(records: list[dict], target: EpochEquivalents, data: str | None =
 def show(state: MachineState) -> str:
     records = _mine(state, "throughput")
     found = probes(state)
+    measured = _mine(state, "feature_accuracy")
     lines = [f"Calibration of machine '{state.machine}' ({state.db_path}):"]
-    if not records and not found:
+    if not records and not found and not measured:
         return lines[0] + "\n  nothing recorded yet; `advisor recommend` stores throughput, `advisor probe` the model's errors."
     now = datetime.now(timezone.utc)
     for r in records:
@@ -197,6 +195,12 @@ def show(state: MachineState) -> str:
         changed = ("" if not advice else f"; advice on that data {advice['before']} → {advice['after']}"
                    if advice["before"] != advice["after"] else f"; advice on that data unchanged ({advice['before']})")
         lines.append(f"  probe {p['time']} on {p['data']}: model error (normalised accuracy) {errs}{changed}")
+    for r in measured:
+        q = Quantity.model_validate(r["accuracy"])
+        lines.append(f"  feature extraction {r['time']} on {r['data']}: {q.value:.1%} measured"
+                     + (f" ({q.low:.0%}–{q.high:.0%})" if q.low is not None and q.high is not None else "")
+                     + " — reused by later advice on the same files" + ("" if r.get("advisor_version") == _versions()["advisor_version"]
+                                                                       else " (not reused: another advisor version)"))
     if found:
         lines.append(f"  later advice adds these errors to the model's predictions, weighted by how far each probe trained "
                      f"toward the new budget and by its validation images, shrunk by a pseudo-probe of weight {PRIOR_WEIGHT:g}; "
@@ -207,7 +211,7 @@ def show(state: MachineState) -> str:
 
 def reset(state: MachineState) -> int:
     """Forget what was recorded on this machine (other machines' records stay); returns how many records went."""
-    if not state.db_path.exists():
+    if not state.stored():
         return 0
     db = state.database()
     try:
@@ -218,7 +222,7 @@ def reset(state: MachineState) -> int:
 
 def export(state: MachineState) -> list[dict]:
     """Everything recorded on this machine, as plain records (``table`` says which kind)."""
-    if not state.db_path.exists():
+    if not state.stored():
         return []
     db = state.database()
     try:

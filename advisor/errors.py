@@ -25,3 +25,7 @@ class BackboneError(AdvisorError):
 
 class RulesError(AdvisorError):
     """A rules file cannot be read or refers to something unknown."""
+
+
+class StoreError(AdvisorError):
+    """advisor's store on this machine cannot be used as it is (a newer advisor's, or its home is not a folder)."""

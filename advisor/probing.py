@@ -259,9 +259,10 @@ def probe(
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}
         db = state.database()
         try:
-            db.add("probe_result", record)
+            stored = db.add("probe_result", record)
         finally:
             db.close()
-        result = result.model_copy(update={"stored_at": f"{state.db_path} (table probe_result)"})
+        if stored:
+            result = result.model_copy(update={"stored_at": f"{state.db_path} (table probe_result)"})
     return result
 

@@ -32,6 +32,14 @@ class MachineState:
 
     def database(self):
         """The machine's database, opened (created, and earlier versions' JSON-lines files imported, on first use)."""
-        from .store import Database
+        from .store import LEGACY, Database
 
-        return Database(self.db_path, legacy=(self.home / "calibration.jsonl", self.home / "probes.jsonl"))
+        return Database(self.db_path, legacy=tuple(self.home / name for name in LEGACY))
+
+    def stored(self) -> bool:
+        """Whether anything is stored here yet (the database, or an earlier version's files); raises
+        :class:`advisor.errors.StoreError` when the home is not a folder."""
+        from .store import LEGACY, check_home
+
+        check_home(self.home)
+        return self.db_path.exists() or any((self.home / name).exists() for name in LEGACY)

@@ -250,3 +250,146 @@ def test_a_symlink_loop_and_a_decompression_bomb_end_in_warnings(tmp_path, good)
     out = CliRunner().invoke(main, ["profile", "--data", str(good)])
     assert out.exit_code == 0 and "unreadable" in out.output and "Traceback" not in out.output, out.output
     assert _tree_hash(good) == before
+
+
+# --- The store under faults (issue 25): a damaged, read-only, odd or newer store ends in one line, loses nothing ---
+
+STORE_FAULTS = ("damaged", "read-only", "a-record-lacks-a-key", "newer-schema", "home-is-a-file")
+
+
+def _counts(db: Path) -> dict[str, int]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("throughput", "probe", "probe_result", "feature_accuracy")}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def store_place(tmp_path_factory, digits_dir):
+    """A folder others may read (the read-only case runs as an unprivileged user where the tests run as root),
+    with two classes of ten digits and a home stocked by one real recommend and one real probe."""
+    import tempfile
+
+    place = Path(tempfile.mkdtemp(prefix="advisor-store-"))
+    place.chmod(0o755)
+    data = place / "data"
+    for c in ("0", "1"):
+        (data / c).mkdir(parents=True)
+        for p in sorted((digits_dir / c).iterdir())[:10]:
+            shutil.copy(p, data / c / p.name)
+    home = place / "stocked"
+    env = {"ADVISOR_HOME": str(home)}
+    for args in (["recommend", "--data", str(data), "--minutes", "1"], ["probe", "--data", str(data), "--minutes", "1"]):
+        out = CliRunner().invoke(main, args, env=env)
+        assert out.exit_code == 0, out.output
+    counts = _counts(home / "advisor.db")
+    assert counts["probe_result"] >= 1 and counts["feature_accuracy"] >= 1, counts
+    yield place, data, home
+    for dirpath, dirnames, _ in os.walk(place):
+        for d in dirnames:
+            os.chmod(Path(dirpath) / d, 0o755)
+    shutil.rmtree(place, ignore_errors=True)
+
+
+def _fault(kind: str, stocked: Path, home: Path) -> None:
+    """Copy the stocked home to ``home`` and give it the fault."""
+    import sqlite3
+
+    if kind == "home-is-a-file":
+        home.write_text("not a folder")
+        return
+    shutil.copytree(stocked, home)
+    db = home / "advisor.db"
+    if kind == "damaged":  # random bytes over the middle of the file: it opens, but a tree page is bad
+        raw = bytearray(db.read_bytes())
+        page = 4096
+        middle = (len(raw) // page // 2) * page
+        raw[middle:middle + page] = os.urandom(page)
+        db.write_bytes(bytes(raw))
+        con = sqlite3.connect(db)
+        try:
+            damaged = con.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+        except sqlite3.DatabaseError:  # "database disk image is malformed"
+            damaged = True
+        finally:
+            con.close()
+        assert damaged  # the fault is real
+    elif kind == "a-record-lacks-a-key":  # valid JSON, but a record of feature extraction's accuracy without its data
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE feature_accuracy SET body = json_remove(body, '$.data') WHERE id = (SELECT min(id) FROM feature_accuracy)")
+        con.close()
+    elif kind == "newer-schema":
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        con.close()
+    elif kind == "read-only":
+        db.chmod(0o444)
+        home.chmod(0o555)
+
+
+class _Out:
+    def __init__(self, exit_code: int, output: str):
+        self.exit_code, self.output = exit_code, output
+
+
+def _invoke(args: list[str], env: dict, unprivileged: bool, place: Path) -> _Out:
+    """Run the CLI; ``unprivileged``: as a user without root's power over permissions (root writes anything)."""
+    import subprocess
+    import sys
+
+    if not unprivileged or os.geteuid() != 0:
+        out = CliRunner().invoke(main, args, env=env)
+        return _Out(out.exit_code, out.output)
+    user_home = place / "user"
+    user_home.mkdir(exist_ok=True)
+    user_home.chmod(0o777)
+    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "advisor.cli", *args],
+                         env={**os.environ, **env, "HOME": str(user_home)}, capture_output=True, text=True, timeout=600)
+    if "setpriv" in run.stderr and run.returncode != 0 or "No module named" in run.stderr:
+        pytest.skip(f"cannot run as an unprivileged user here: {run.stderr.strip()[-200:]}")
+    return _Out(run.returncode, run.stdout + run.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", STORE_FAULTS)
+def test_a_store_under_faults_ends_in_one_line_and_loses_nothing(store_place, kind):
+    place, data, stocked = store_place
+    home = place / f"home-{kind}"
+    _fault(kind, stocked, home)
+    env = {"ADVISOR_HOME": str(home)}
+    before = home.read_bytes() if home.is_file() else (home / "advisor.db").read_bytes()
+    commands = {"calibrate": ["calibrate", "--show"], "recommend": ["recommend", "--data", str(data), "--minutes", "1"],
+                "probe": ["probe", "--data", str(data), "--minutes", "1"]}
+    for name, args in commands.items():
+        out = _invoke(args, env, kind == "read-only", place)
+        text = out.output
+        assert "Traceback" not in text, (name, text)
+        about_store = [line for line in text.splitlines() if line.startswith(("Error:", "warning:")) and ("advisor.db" in line or "home" in line)]
+        if kind in ("newer-schema", "home-is-a-file"):  # refused: one Error line naming the way out, the store untouched
+            assert out.exit_code == 1 and _one_error(out, "ADVISOR_HOME"), (name, text)
+            assert ("newer advisor" if kind == "newer-schema" else "not a folder") in text
+            now = home.read_bytes() if home.is_file() else (home / "advisor.db").read_bytes()
+            assert now == before and not list(home.parent.glob(f"{home.name}/*.unreadable-*")), name
+            continue
+        assert out.exit_code == 0, (name, text)
+        if kind == "damaged":  # read part-way would lose records silently: moved aside whole, said once
+            if name == "calibrate":
+                assert len(about_store) == 1 and "moved it to" in about_store[0] and "damaged" in about_store[0], text
+                aside = list(home.glob("advisor.db.unreadable-*"))
+                assert len(aside) == 1 and aside[0].read_bytes() == before  # nothing lost: kept for recovery
+            else:
+                assert not about_store, (name, text)  # the new store works
+        elif kind == "read-only":  # read as it is; what cannot be stored is said once, the advice still given
+            assert _counts(home / "advisor.db") == _counts(stocked / "advisor.db")
+            if name == "calibrate":
+                assert not about_store and "feature extraction" in text, text
+            else:
+                assert len(about_store) == 1 and "cannot be written" in about_store[0], (name, text)
+                assert "Saved for calibration" not in text
+        elif kind == "a-record-lacks-a-key":  # the row that does not fit is skipped, named; the rest is read
+            if name == "calibrate":
+                assert len(about_store) == 1 and "skipped feature_accuracy record #" in about_store[0] and "data" in about_store[0], text
+            assert len([line for line in text.splitlines() if line.startswith("warning:") and "skipped" in line]) <= 1

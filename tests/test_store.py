@@ -18,11 +18,13 @@ from advisor.cli import main
 from advisor.state import MachineState
 from advisor.store import Database
 
+T = "2026-01-01T00:00:00+00:00"
+
 
 def _writer(path: str, worker: int, n: int) -> None:
     db = Database(path)
     for i in range(n):
-        db.add("probe", {"machine": "m", "worker": worker, "i": i, "errors": {}, "time": "t"})
+        db.add("probe", {"machine": "m", "worker": worker, "i": i, "errors": {}, "data": "d", "time": T})
     db.close()
 
 
@@ -47,7 +49,7 @@ from advisor.store import Database
 db = Database(sys.argv[1])
 i = 0
 while True:
-    db.add("throughput", {"machine": "m", "seq": i, "pad": "x" * 5000, "time": "t"})
+    db.add("probe", {"machine": "m", "seq": i, "pad": "x" * 5000, "errors": {}, "data": "d", "time": "2026-01-01T00:00:00+00:00"})
     i += 1
     if i == 20:
         print("writing", flush=True)
@@ -61,7 +63,7 @@ def test_a_process_killed_mid_write_leaves_a_consistent_store(tmp_path):
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    rows = Database(path).read("throughput")
+    rows = Database(path).read("probe")
     assert len(rows) >= 20
     assert [r["seq"] for r in rows] == list(range(len(rows)))  # every committed record whole, none half-written
     assert all(len(r["pad"]) == 5000 for r in rows)
@@ -73,7 +75,7 @@ def test_an_unreadable_database_is_moved_aside_and_advisor_carries_on(tmp_path):
     state.db_path.write_bytes(b"this is not a database" * 100)
     with pytest.warns(UserWarning, match="moved it to"):
         db = state.database()
-    db.add("probe", {"machine": "m", "errors": {}, "time": "t"})
+    db.add("probe", {"machine": "m", "errors": {}, "data": "d", "time": T})
     assert len(db.read("probe")) == 1
     assert any(p.name.startswith("advisor.db.unreadable-") for p in tmp_path.iterdir())
 
@@ -95,18 +97,18 @@ def test_old_json_lines_stores_are_imported_once_and_bad_lines_skipped(tmp_path)
 
 def test_records_that_are_not_objects_are_skipped(tmp_path):
     db = Database(tmp_path / "advisor.db")
-    db.add("probe", {"machine": "m", "errors": {}, "time": "t"})
+    db.add("probe", {"machine": "m", "errors": {}, "data": "d", "time": T})
     with db.con:
         db.con.execute("INSERT INTO probe (machine, time, body) VALUES ('m', 't', 'not json')")
         db.con.execute("INSERT INTO probe (machine, time, body) VALUES ('m', 't', '[1]')")
-    with pytest.warns(UserWarning, match="skipped an unreadable"):
+    with pytest.warns(UserWarning, match="skipped probe record #"):
         assert len(db.read("probe", "m")) == 1
 
 
 def test_calibrate_export_and_reset(tmp_path):
     env = {"ADVISOR_HOME": str(tmp_path)}
     state = MachineState(home=tmp_path)
-    calibration._add(state, "probe", {"kind": "probe", "machine": state.machine, "errors": {}, "time": "t"})
+    calibration._add(state, "probe", {"kind": "probe", "machine": state.machine, "errors": {}, "data": "d", "time": T})
     runner = CliRunner()
     out = runner.invoke(main, ["calibrate", "--export"], env=env)
     assert out.exit_code == 0 and json.loads(out.output.splitlines()[0])["table"] == "probe"
