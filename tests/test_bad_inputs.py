@@ -282,7 +282,7 @@ def store_place(tmp_path_factory, digits_dir):
             shutil.copy(p, data / c / p.name)
     home = place / "stocked"
     env = {"ADVISOR_HOME": str(home)}
-    for args in (["recommend", "--data", str(data), "--minutes", "1"], ["probe", "--data", str(data), "--minutes", "1"]):
+    for args in (["recommend", "--data", str(data), "--minutes", "1"], ["probe", "--data", str(data), "--minutes", "1", "--seconds", "2"]):
         out = CliRunner().invoke(main, args, env=env)
         assert out.exit_code == 0, out.output
     counts = _counts(home / "advisor.db")
@@ -362,7 +362,7 @@ def test_a_store_under_faults_ends_in_one_line_and_loses_nothing(store_place, ki
     env = {"ADVISOR_HOME": str(home)}
     before = home.read_bytes() if home.is_file() else (home / "advisor.db").read_bytes()
     commands = {"calibrate": ["calibrate", "--show"], "recommend": ["recommend", "--data", str(data), "--minutes", "1"],
-                "probe": ["probe", "--data", str(data), "--minutes", "1"]}
+                "probe": ["probe", "--data", str(data), "--minutes", "1", "--seconds", "2"]}
     for name, args in commands.items():
         out = _invoke(args, env, kind == "read-only", place)
         text = out.output
