@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -150,10 +149,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
     found = fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights)
     if isinstance(found, Quantity):
         log(f"  {found.value:.1%} (80 % interval {found.low:.1%}–{found.high:.1%})")
-        try:
-            calibration.record_fe(state, key, str(scanned.root), found)
-        except (OSError, sqlite3.Error) as exc:  # a read-only home: the advice is still given
-            log(f"  warning: not recorded ({exc})")
+        calibration.record_fe(state, key, str(scanned.root), found)  # a read-only store warns once and stores nothing
     return found
 
 

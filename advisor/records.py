@@ -29,7 +29,14 @@ class Stored(BaseModel):
         return value
 
 
-class ThroughputRecord(Stored):
+class Versioned(Stored):
+    """A measurement whose reuse depends on the advisor and torch versions that made it."""
+
+    advisor_version: str | None = None
+    torch_version: str | None = None
+
+
+class ThroughputRecord(Versioned):
     """A throughput timed (or corrected by a probe) on this machine, reused by later advice."""
 
     device_name: str
@@ -41,8 +48,6 @@ class ThroughputRecord(Stored):
     conditions: TimingConditions | None = None
     source: str = "timing"
     changes: dict[str, tuple[float, float]] = {}
-    advisor_version: str | None = None
-    torch_version: str | None = None
 
 
 class ProbeFacts(BaseModel):
@@ -68,14 +73,12 @@ class ProbeRecord(Stored):
     advice: ProbeAdvice | None = None
 
 
-class FeatureAccuracyRecord(Stored):
+class FeatureAccuracyRecord(Versioned):
     """Feature extraction's accuracy measured on a data set (:mod:`advisor.fe_accuracy`), reused for the same files."""
 
     key: str
     data: str
     accuracy: Quantity
-    advisor_version: str | None = None
-    torch_version: str | None = None
 
 
 class ProbeResultRecord(ProbeResult):
