@@ -1,7 +1,8 @@
 """Fit the learned strategy model on the meta-dataset and save it, with its card, inside the package.
 
-Reproducible: the same results file gives the same model (fixed seeds). Two models (advisor/learned.py): the
-absolute strategy model and the gain model (each trained strategy's gain over feature extraction). The card
+Reproducible: the same results file gives the same model (fixed seeds). Three models: the absolute strategy
+model and the gain model (each trained strategy's gain over feature extraction; advisor/learned.py), and the
+probe's forecaster (a short run → the full budget; advisor/forecast.py). The card
 records the data they saw and their leave-one-family-out error; the same residuals set the prediction intervals. It also
 compares the model's inputs with the finer image measures added, so each refit re-checks that choice.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import advisor
-from advisor import cells, learned
+from advisor import cells, forecast, learned
 from advisor.state import PACKAGED_MODEL
 from advisor.schemas import STRATEGIES
 
@@ -60,6 +61,7 @@ def fit(rows: list[dict]) -> tuple[dict, dict]:
     XG, D = learned.gain_table(rows)
     gain, gain_oof = learned.fit_gain(XG, D, groups)
     with_measures = learned.leave_one_dataset_out(X, Y, groups, features=learned.FEATURES)
+    forecaster, held, oof_fc = forecast.fit(rows, groups)
     card = {
         "name": "strategy_model",
         "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -83,12 +85,23 @@ def fit(rows: list[dict]) -> tuple[dict, dict]:
             "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in gain.ranges_.items()},
             "lofo": gain_figures(gain_oof, rows),
         },
+        "forecast": {
+            "what": "a strategy's accuracy at the full budget from a short complete run: prior(full) + w(share) × "
+                    "(observed − prior(short)), w = a + b·log(share) in [0, 1], fitted on pairs of cells (same data set, size, seed)",
+            "pairs": forecaster.n_,
+            "a": round(forecaster.a_, 4), "b": round(forecaster.b_, 4),
+            "weight_at": {f"{s:g}": round(forecaster.weight(s), 3) for s in (0.01, 0.03, 0.1, 0.33)},
+            "interval_half_width_accuracy_by_share": dict(zip(
+                [f"≤{e:g}" for e in forecast.SHARE_EDGES] + [f">{forecast.SHARE_EDGES[-1]:g}"],
+                [round(w, 4) for w in forecaster.half_width_])),
+            "lofo_mean_abs_error_points": round(float(np.nanmean(np.abs(oof_fc - np.array([p.target for p in held])))) * 100, 2),
+        },
         "shape_checks": {  # "a transfer strategy's edge over scratch shrinks as data grows" (learned.TRANSFER note)
             "edge_falls_with_size_in_cells": learned.edge_support(rows),
             "edge_grows_with_size_in_model": learned.edge_growth(model),
         },
     }
-    return {"default": model, "gain": gain}, card
+    return {"default": model, "gain": gain, "forecast": forecaster}, card
 
 
 def main() -> None:

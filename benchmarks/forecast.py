@@ -1,0 +1,150 @@
+"""How well a short run forecasts a strategy's accuracy at the full budget: leave one family out.
+
+A "short run" is a cell of the same data set, images per class and seed trained to a smaller budget (a
+complete run with its own schedule, as advisor's probe trains); "share" = its budget ÷ the full budget. Each
+family's forecasts come from models that have not seen it (the gain model's priors and the forecaster's
+weights). Printed per share bucket, at full budgets k ≥ 10 and overall: mean absolute error (points) and the
+coverage of the 80 % interval, for
+
+* prior — the gain model alone at the full budget (FE's accuracy + the predicted gain; ignores the short run),
+* short run as is — the short run's own accuracy,
+* full shift — prior(full) + (observed − prior(short)),
+* forecaster — advisor's (advisor/forecast.py): the shift weighted by w(share), fitted on the other families,
+* power law — observed + b·(k_short^−c − k_full^−c), (b, c) per strategy fitted on the other families,
+* learned — extra trees over the short run's and the cell's features (target: full − observed),
+
+then the decision each implies at k ≥ 10 (feature extraction's accuracy known, the best forecast advised),
+and the seed-to-seed spread of the same configuration: the noise no forecaster can remove.
+
+    python benchmarks/forecast.py [--results FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+from scipy.optimize import least_squares
+from sklearn.ensemble import ExtraTreesRegressor
+
+from advisor import cells, datasets, forecast, learned
+from advisor.schemas import STRATEGIES
+
+BUCKETS = ((0.2, 1.0, "share 1/3"), (0.05, 0.2, "share 1/10"), (0.02, 0.05, "share 1/30"), (0.0, 0.02, "share ≤ 1/100"))
+
+
+def candidates(rows: list[dict], data: list[forecast.Pair], oof: np.ndarray) -> dict[str, np.ndarray]:
+    """Held-out forecasts of every candidate for every pair (the forecaster's are ``oof``)."""
+    A = {f: np.array([getattr(p, f) for p in data]) for f in ("observed", "target", "prior_short", "prior_full", "share", "k_full", "family")}
+    s = np.array([learned.GAINED.index(p.strategy) for p in data])
+    c = np.array([rows[p.cell]["n_classes"] for p in data], dtype=float)
+    n = np.array([rows[p.cell]["n_images"] for p in data], dtype=float)
+    fe = np.array([rows[p.cell]["runs"]["feature_extraction"]["val_accuracy"] for p in data])
+    k_short = A["share"] * A["k_full"]
+    norm = lambda a: (a - 1 / c) / (1 - 1 / c)  # noqa: E731
+    F = np.column_stack([s == 0, s == 1, s == 2, np.log(k_short), np.log(A["k_full"]), np.log(A["share"]), norm(A["observed"]),
+                         norm(fe), A["prior_full"] - fe, A["prior_short"] - fe, np.log(n), np.log(c), np.log(n / c),
+                         [rows[p.cell]["channels"] for p in data], [rows[p.cell]["similarity"]["score"] for p in data]])
+    out = {"prior": A["prior_full"], "short run as is": A["observed"],
+           "full shift": A["prior_full"] + A["observed"] - A["prior_short"], "forecaster": oof,
+           "power law": np.full(len(data), np.nan), "learned": np.full(len(data), np.nan)}
+    for g in np.unique(A["family"]):
+        held, train = A["family"] == g, A["family"] != g
+        for j in range(3):
+            m, mt = train & (s == j), held & (s == j)
+
+            def law(th, M):
+                return norm(A["observed"])[M] + th[0] * (k_short[M] ** -th[1] - A["k_full"][M] ** -th[1])
+
+            th = least_squares(lambda th: law(th, m) - norm(A["target"])[m], [0.2, 0.5], bounds=([0, 0.01], [5, 3])).x
+            out["power law"][mt] = np.clip(law(th, mt), 0, 1) * (1 - 1 / c[mt]) + 1 / c[mt]
+        trees = ExtraTreesRegressor(200, min_samples_leaf=5, random_state=0, n_jobs=1)
+        out["learned"][held] = A["observed"][held] + trees.fit(F[train], (A["target"] - A["observed"])[train]).predict(F[held])
+    return out
+
+
+def interval_of(name: str, pred: np.ndarray, target: np.ndarray, shares: np.ndarray, family: np.ndarray) -> np.ndarray:
+    """Each pair's 80 % half-width: the quantile of the other families' |error| in its share bucket."""
+    err, b = np.abs(pred - target), np.array([forecast.bucket(x) for x in shares])
+    out = np.full(len(pred), np.nan)
+    for g in np.unique(family):
+        for j in np.unique(b):
+            ref = (family != g) & (b == j)
+            if ref.sum() >= 20:
+                out[(family == g) & (b == j)] = np.quantile(err[ref], forecast.COVERAGE)
+    return out
+
+
+def decisions(rows: list[dict], data: list[forecast.Pair], preds: dict[str, np.ndarray], lo: float, hi: float) -> dict:
+    """Per candidate: (cells, agreement, mean regret in points) at full budgets k ≥ 10 when the best forecast
+    is advised, FE's accuracy known, the short run at a share in (lo, hi]."""
+    by: dict[tuple, dict] = defaultdict(dict)
+    for idx, p in enumerate(data):
+        if lo < p.share <= hi and p.k_full >= 10:
+            by[(p.cell, p.short_cell)][p.strategy] = idx
+    out = {}
+    for name, pred in preds.items():
+        agree, regret = [], []
+        for (cell, _), idx in by.items():
+            if len(idx) < 3:
+                continue
+            acc = {s: rows[cell]["runs"][s]["val_accuracy"] for s in STRATEGIES}
+            fc = {"feature_extraction": acc["feature_extraction"]} | {s: pred[i] for s, i in idx.items()}
+            pick = max(fc, key=fc.get)
+            agree.append(acc[pick] >= max(acc.values()) - 1e-9)
+            regret.append((max(acc.values()) - acc[pick]) * 100)
+        out[name] = (len(agree), float(np.mean(agree)) if agree else float("nan"), float(np.mean(regret)) if regret else float("nan"))
+    return out
+
+
+def seed_spread(rows: list[dict], k_min: float = 10) -> tuple[int, float]:
+    """Mean |difference| of a trained strategy's accuracy between seeds of the same configuration, ÷ √2: the
+    error of a perfect forecast of the configuration's mean accuracy, in points."""
+    by: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["k"] >= k_min:
+            by[(r["dataset"], r["per_class"], r["k"], r["resolution"], r.get("device", "cpu"))].append(r)
+    diffs = [abs(a["runs"][s]["val_accuracy"] - b["runs"][s]["val_accuracy"])
+             for same in by.values() for i, a in enumerate(same) for b in same[i + 1:] for s in learned.GAINED]
+    return len(diffs), float(np.mean(diffs)) * 100 / np.sqrt(2) if diffs else float("nan")
+
+
+def report(rows: list[dict]) -> str:
+    groups = np.array([datasets.family(r["dataset"]) for r in rows])
+    _, data, oof = forecast.fit(rows, groups)
+    preds = candidates(rows, data, oof)
+    target = np.array([p.target for p in data])
+    shares = np.array([p.share for p in data])
+    family = np.array([p.family for p in data])
+    k_full = np.array([p.k_full for p in data])
+    widths = {name: interval_of(name, pred, target, shares, family) for name, pred in preds.items()}
+    lines = [f"leave-one-family-out over {len(data)} (short run, full run, strategy) pairs from {len(rows)} cells",
+             "mean absolute error in points / coverage of the 80 % interval:",
+             f"{'':<26}" + "".join(f"{name:>20}" for name in preds)]
+    for k_min in (10, 0):
+        for lo, hi, label in BUCKETS:
+            m = (shares > lo) & (shares <= hi) & (k_full >= k_min)
+            if not m.any():
+                continue
+            cells_ = "".join(f"{np.mean(np.abs(p[m] - target[m])) * 100:>11.2f} / {np.mean(np.abs(p[m] - target[m]) <= widths[n][m] + 1e-9):>4.0%}"
+                             for n, p in preds.items())
+            lines.append(f"{label + f', k ≥ {k_min}':<20}{m.sum():>6}" + cells_)
+    lines.append("decision at k ≥ 10 (FE known, the best forecast advised): cells, agreement, mean regret")
+    for lo, hi, label in BUCKETS[1:]:
+        got = decisions(rows, data, preds, lo, hi)
+        lines.append(f"  {label:<16}" + "; ".join(f"{n} {c} {a:.0%} {r:.2f}p" for n, (c, a, r) in got.items()))
+    n, spread = seed_spread(rows)
+    lines.append(f"seed-to-seed spread of a trained strategy's accuracy at k ≥ 10 ({n} pairs of seeds): {spread:.2f} points "
+                 "(the error of a perfect forecast of a configuration's mean)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=__import__("pathlib").Path, nargs="+", default=list(cells.FILES))
+    print(report(cells.read(parser.parse_args().results, required=True)))
+
+
+if __name__ == "__main__":
+    main()
