@@ -46,6 +46,7 @@ class RunResult:
     # the dense learning curve (``curve_points`` > 0): (step, images seen, LR factor, training seconds, accuracy)
     # at log-spaced steps, on the first CURVE_IMAGES validation images except the last point (all of them)
     dense: list[tuple[int, int, float, float, float]] = field(default_factory=list)
+    diverged: bool = False  # the training loss became NaN or infinite; the run stopped there
 
 
 CURVE_IMAGES = 256  # validation images a dense curve's intermediate points are measured on (the final one: all)
@@ -185,7 +186,8 @@ def run(
 
     ``wall_seconds`` also bounds the whole run's wall time — building, evaluations, the final one included
     (estimated by the last) — to within about one step. Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
-    is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved.
+    is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved; a loss
+    that becomes NaN or infinite stops the run (:attr:`RunResult.diverged`).
     ``curve_points`` > 0 also records a dense curve (:attr:`RunResult.dense`) at log-spaced steps of an
     ``epochs`` or ``equivalents`` budget, for learning-curve forecasts.
     ``strategy`` is a name (scratch gets the network sized to ``train``) or a concrete :class:`Strategy`.
@@ -220,7 +222,7 @@ def run(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     step, seen, trained_s, perm, pos = 0, 0, 0.0, torch.randperm(n, generator=gen), 0
     step_s: list[float] = []
-    done, eval_s = 0.0, 0.0
+    done, eval_s, diverged = 0.0, 0.0, False
     dense: list[tuple[int, int, float, float, float]] = []
     dense_at = curve_steps(math.ceil(total_images / batch_size), curve_points) if total_images else set()
     val_part = (val[0][:CURVE_IMAGES], val[1][:CURVE_IMAGES])
@@ -235,7 +237,7 @@ def run(
         st.set_train_mode(model, strat, backbone)
         t = time.perf_counter()
         try:
-            train_step(model, optimizer, x_train[idx].to(device, non_blocking=True), y_train[idx.to(device)],
+            loss = train_step(model, optimizer, x_train[idx].to(device, non_blocking=True), y_train[idx.to(device)],
                        strat, hw, backbone, flip, pad_fraction)
         except torch.OutOfMemoryError:
             if batch_size == 1:
@@ -248,6 +250,9 @@ def run(
         step_s.append(time.perf_counter() - t)
         trained_s += step_s[-1]
         step, seen = step + 1, seen + len(idx)
+        if not math.isfinite(loss):  # diverged: nothing later can recover it
+            diverged = True
+            break
         done = min(1.0, trained_s / seconds if seconds is not None else seen / total_images)
         if wall_seconds is not None:  # leave room for the final evaluation, as long as the last one took
             done = max(done, min(1.0, (time.perf_counter() - started + eval_s) / wall_seconds))
@@ -263,10 +268,14 @@ def run(
             curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
             eval_s = time.perf_counter() - t
     steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
+    if diverged:
+        if progress:
+            progress(1.0)
+        curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
     if curve_points > 0:
         dense.append((step, seen, round(lr_now, 4), round(trained_s, 3), curve[-1][1]))
     return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
-                     batch_size, hardware.peak_memory_mb(hw), strat.variant, steady, dense)
+                     batch_size, hardware.peak_memory_mb(hw), strat.variant, steady, dense, diverged)
 
 
 def measure_speed_ratio(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware,

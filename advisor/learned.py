@@ -361,6 +361,7 @@ class LearnedPredictor:
         self.card, self.measures = card, measures
         self.model = models["default"]
         self.gain: GainModel | None = models.get("gain")
+        self.forecaster = models.get("forecast")  # advisor.forecast.Forecaster: the probe's short runs → the full budget
         self.probes, self.data, self.fe = probes or [], data, fe
         self.name = card.get("name", "strategy_model")
         self._sigma: dict[str, float] = {}  # set by predict(): each strategy's σ against FE, for confidence()

@@ -1,5 +1,5 @@
-"""Probe: short real training runs of every strategy on a class-stratified subset, on this device,
-to check the recommendation. Results are kept for calibration."""
+"""Probe: short real training runs of every strategy on a class-stratified subset, on this device, each
+forecast to the full budget (:mod:`advisor.forecast`) to check the recommendation. Results are kept for calibration."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from tqdm.auto import tqdm
 
-from . import api, calibration, engine, images, learned, timing
+from . import api, calibration, engine, forecast, images, learned, timing
 from . import backbone as bb
 from . import registry
 from . import rules as rules_mod
@@ -79,15 +79,83 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
     return ranking, agrees, verdict + unjudged
 
 
-def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int) -> dict[StrategyName, float]:
-    """The model's error (observed − predicted normalised accuracy) at the probe's own conditions: its subset
-    size and, per strategy, the epoch-equivalents it trained (``ProbeRun.reach``)."""
+def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int, k_budget: float | None) -> dict[StrategyName, float]:
+    """The model's error in normalised accuracy: for a run with a forecast, forecast − prediction at the full
+    budget on all the data; otherwise observed − prediction at the probe's own conditions (its subset size and
+    the epoch-equivalents it trained, ``ProbeRun.reach``)."""
     facts = rec.facts.model_copy(update={"n_images": n_train})
     errors = {}
     for r in runs:
-        raw = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0))[STRATEGIES.index(r.strategy)]
-        errors[r.strategy] = round(float(learned.to_normalised(r.val_accuracy, rec.facts.n_classes) - raw), 4)
+        j = STRATEGIES.index(r.strategy)
+        if r.forecast is not None and k_budget:
+            raw, seen = pred.normalised(rec.facts, EpochEquivalents(k_budget))[j], r.forecast.value
+        else:
+            raw, seen = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0))[j], r.val_accuracy
+        errors[r.strategy] = round(float(learned.to_normalised(seen, rec.facts.n_classes) - raw), 4)
     return errors
+
+
+def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun, n_train: int, n_val: int,
+              k_budget: float) -> ProbeRun:
+    """``run`` with its forecast at the full budget (:mod:`advisor.forecast`), or marked not viable (diverged,
+    or at chance after :data:`MIN_STEPS` steps), or too short to forecast (fewer steps). Feature extraction is
+    complete after its one pass: nothing to forecast."""
+    if run.strategy == "feature_extraction":
+        return run
+    n_classes = rec.facts.n_classes
+    why = forecast.viable(run.val_accuracy, n_classes, n_val, not run.viable)
+    if why and (not run.viable or run.steps >= MIN_STEPS):
+        return run.model_copy(update={"viable": False, "note": f"not viable: {why}"})
+    if run.steps < MIN_STEPS:
+        return run.model_copy(update={"judged": False, "note": f"too short to forecast: {run.steps} step{'s' * (run.steps != 1)} (fewer than {MIN_STEPS})"})
+    j, fc = STRATEGIES.index(run.strategy), pred.forecaster
+    share = min(1.0, run.reach * n_train / (k_budget * rec.facts.n_images))
+    short = float(learned.to_accuracy(pred.normalised(rec.facts.model_copy(update={"n_images": n_train}),
+                                                      EpochEquivalents(run.reach))[j], n_classes))
+    full = float(learned.to_accuracy(pred.normalised(rec.facts, EpochEquivalents(k_budget))[j], n_classes))
+    value, half = fc.predict(run.val_accuracy, short, full, share), fc.half_width(share)
+    q = Quantity(value=round(value, 4), source="forecast", low=round(max(0.0, value - half), 4), high=round(min(1.0, value + half), 4),
+                 detail=f"from {share:.1%} of the full run: the model's {full:.1%} at your budget moved by "
+                        f"{fc.weight(share):.2f} × this run's {run.val_accuracy - short:+.1%} against the model at its own budget "
+                        f"({short:.1%}); {forecast.COVERAGE:.0%} interval from leave-one-family-out errors on {fc.n_} pairs of cells")
+    return run.model_copy(update={"share": float(f"{share:.4g}"), "forecast": q})
+
+
+def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, bool | None, str]:
+    """Ranking and verdict from the forecasts at the full budget (feature extraction: the recommendation's own
+    figure, measured on all the data when it could be). The recommendation disagrees only when a forecast beats
+    it by more than the two forecasts' combined uncertainty (σ from their 80 % intervals)."""
+    fe = rec.estimate("feature_extraction").accuracy
+    value: dict[str, Quantity] = {r.strategy: r.forecast for r in runs if r.forecast is not None}
+    if fe is not None and any(r.strategy == "feature_extraction" for r in runs):
+        value["feature_extraction"] = fe
+    unranked = [r.strategy for r in runs if r.strategy not in value]
+    ranking = sorted(value, key=lambda s: value[s].value, reverse=True) + unranked
+    dead = {r.strategy: r.note for r in runs if not r.viable}
+    short = [r.strategy for r in runs if not r.judged]
+    tail = (f" Not viable: {', '.join(dead)}." if dead else "") + (f" Too short to forecast: {', '.join(short)}." if short else "")
+    chosen = rec.strategy
+    if not value:
+        return ranking, None, "The probe cannot forecast any strategy." + tail
+    best = ranking[0]
+    if chosen in dead:
+        return ranking, False, f"The probe disagrees: the recommended {chosen} is {dead[chosen]}; {best} is forecast best ({value[best].value:.1%})." + tail
+    if chosen not in value:
+        return ranking, None, f"The probe cannot judge the recommended {chosen}: its run was too short. {best} is forecast best ({value[best].value:.1%})." + tail
+
+    def sigma(q: Quantity) -> float:
+        return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / 1.2816
+
+    gap, spread = value[best].value - value[chosen].value, math.hypot(sigma(value[best]), sigma(value[chosen]))
+    if chosen == best:
+        verdict = f"The probe agrees: {chosen} is forecast to reach the most at your budget ({value[chosen].value:.1%})."
+    elif gap <= spread:
+        verdict = (f"The probe agrees within its uncertainty: {best} is forecast {value[best].value:.1%}, the recommended {chosen} "
+                   f"{value[chosen].value:.1%}; the gap ({gap:.1%}) is within the forecasts' uncertainty (σ {spread:.1%}).")
+    else:
+        verdict = (f"The probe disagrees: {best} is forecast {value[best].value:.1%} at your budget, the recommended {chosen} "
+                   f"{value[chosen].value:.1%} (gap {gap:.1%}, beyond the forecasts' uncertainty σ {spread:.1%}).")
+    return ranking, gap <= spread, verdict + tail
 
 
 def probed_throughput(rec: Recommendation, runs: list[ProbeRun], hw: Hardware, book: rules_mod.RuleBook,
@@ -157,8 +225,11 @@ def probe(
 
     The probe spends ``seconds`` in total, or ``fraction`` of the budget (see :func:`probe_seconds`): its runs'
     wall time, to within about a step. What is left is shared by the strategies still to run, so time feature
-    extraction's one pass does not use goes to the others. A run too short to judge (:func:`_judge`) is reported
-    as such and changes nothing. Runs at ``resolution``
+    extraction's one pass does not use goes to the others. With the learned model, each trained run of at least
+    :data:`MIN_STEPS` steps forecasts its strategy's accuracy at the full budget (:func:`_forecast`), the
+    verdict compares the forecasts (:func:`_forecast_verdict`) and calibration learns from them; a diverged run,
+    or one still at chance, shows its strategy is not viable. Without the model the runs' own accuracies are
+    compared where long enough (:func:`_judge`). A run too short for either is reported as such and changes nothing. Runs at ``resolution``
     (default: each strategy's planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
     result and the model's errors are stored there unless ``save=False``.
     """
@@ -214,7 +285,8 @@ def probe(
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve,
                              resolution=side, variant=r.variant, batch_size=r.batch_size,
-                             step_images_per_second=r.step_images_per_second and round(r.step_images_per_second, 1)))
+                             step_images_per_second=r.step_images_per_second and round(r.step_images_per_second, 1),
+                             viable=not r.diverged))
     spent, load = time.perf_counter() - started, clock.other_load()
 
     # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
@@ -225,22 +297,26 @@ def probe(
     epoch_s = len(train[0]) / retrain_ips
     in_budget = rec.estimate("retrain").epochs_in_budget
     k_budget = in_budget.value if in_budget else None
-    runs = [_judge(r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}),
-                   n_classes, len(val[0]), k_budget) for r in runs]
-    ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
+    fe = rec.estimate("feature_extraction").accuracy
+    fe = fe if fe is not None and fe.source == "measured" else None  # the gains build on it before and after calibration
+    pred = api.predictor(state, use_model, rec.similarity, fe=fe)
+    runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
+    if pred is not None and pred.forecaster is not None and k_budget:
+        runs = [_forecast(pred, rec, r, len(train[0]), len(val[0]), k_budget) for r in runs]
+        ranking, agrees, verdict = _forecast_verdict(rec, runs)
+    else:  # no learned model: the runs' own accuracies, judged where long enough
+        runs = [_judge(r, n_classes, len(val[0]), k_budget) for r in runs]
+        ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
     result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
                          train_images=len(train[0]), val_images=len(val[0]), resolution=res,
                          seconds_per_strategy=round(total / len(strategies), 1),
                          cost=Quantity(value=round(spent, 1), unit="s", source="measured",
                                        detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; "
                                               f"asked for {total:.0f} s"))
-    fe = rec.estimate("feature_extraction").accuracy
-    fe = fe if fe is not None and fe.source == "measured" else None  # the gains build on it before and after calibration
-    pred = api.predictor(state, use_model, rec.similarity, fe=fe)
-    judged = [r for r in runs if r.judged]
+    judged = [r for r in runs if r.judged and r.viable]
     if pred is not None and judged:
-        errors = _model_errors(pred, rec, judged, len(train[0]))  # only what the probe can judge calibrates
-        reach = {r.strategy: r.reach for r in judged}
+        errors = _model_errors(pred, rec, judged, len(train[0]), k_budget)  # only what the probe can judge calibrates
+        reach = {r.strategy: k_budget if r.forecast is not None else r.reach for r in judged}
         observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root), rec.facts)
         after = decide(rec.facts, budget, hw, book, rec.throughput, {"feature_extraction": fe} if fe else None, backbone=backbone,
                        predictor=api.predictor(state, use_model, rec.similarity, str(scanned.root), [observed], fe=fe))

@@ -123,8 +123,11 @@ def probe_text(p: ProbeResult) -> str:
         f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}{'ms/step':<10}img/s",
     ]
     for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
+        fc = run.forecast
+        at_budget = (f"  → {fc.value:.1%} ({fc.low:.0%}–{fc.high:.0%}) at your budget [forecast, from {run.share:.1%} of the full run]"
+                     if fc is not None and fc.low is not None else "")
         lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{1000 * run.seconds / max(run.steps, 1):<10.0f}{run.images_per_second:.0f}"
-                     + (f"  ({run.note})" if run.note else ""))
+                     + at_budget + (f"  ({run.note})" if run.note else ""))
     lines.append(p.verdict)
     if p.cost:
         lines.append(f"Probe cost: {p.cost.value:.0f} s [measured], {p.cost.detail}.")
@@ -134,8 +137,11 @@ def probe_text(p: ProbeResult) -> str:
         before, after = p.recommendation, p.calibrated
         weights = p.calibration_weights or {}
         errs = ", ".join(f"{TITLES[s]} {v:+.2f} (weight {weights.get(s, 0):.2f})" for s, v in p.model_errors.items())
-        lines += ["", f"Calibration: the model's error at the probe's conditions (normalised accuracy): {errs}; "
-                      "weights = how far the probe trained toward the budget × validation size.",
+        forecasts = any(r.forecast is not None for r in p.runs)
+        lines += ["", f"Calibration: the model's error (normalised accuracy; "
+                      + ("forecast − model at your budget, feature extraction at the probe's conditions" if forecasts
+                         else "at the probe's conditions") + f"): {errs}; "
+                      "weights = how far the evidence reaches toward the budget × validation size.",
                   f"  before: {TITLES[before.strategy]} ({before.confidence.value:.0%})   "
                   f"after: {TITLES[after.strategy]} ({after.confidence.value:.0%})"]
         for e_before, e_after in zip(before.estimates, after.estimates):

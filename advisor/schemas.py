@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (re-exported: cheapest first)
 from .registry import StrategyName
 
-Source = Literal["measured", "rule", "estimated", "user", "model"]
+Source = Literal["measured", "rule", "estimated", "user", "model", "forecast"]
 
 
 class Quantity(BaseModel):
@@ -210,8 +210,13 @@ class ProbeRun(BaseModel):
     reach: float | None = Field(None, description="epoch-equivalents trained: seconds ÷ one all-layer epoch of the "
                                 "probe's images (None for feature extraction, complete after one pass)")
     resolution: int | None = Field(None, description="the side it trained at: its planned resolution, ≤ 64 px on a CPU")
-    judged: bool = Field(True, description="long enough and above chance to say something; else it neither "
+    judged: bool = Field(True, description="long enough to say something (or shown not viable); else it neither "
                          "decides the verdict nor calibrates the model")
+    share: float | None = Field(None, description="training images the run saw ÷ those the full budget buys this "
+                                "strategy on all the data: how much of the full run it stands for")
+    forecast: Quantity | None = Field(None, description="the strategy's accuracy at the full budget on all the data, "
+                                      "forecast from this run (advisor/forecast.py), with its 80 % interval")
+    viable: bool = Field(True, description="False when the run diverged or learned nothing in its steps")
     note: str = ""
 
 
@@ -228,7 +233,8 @@ class ProbeResult(BaseModel):
     seconds_per_strategy: float
     cost: Quantity | None = Field(None, description="training time the probe spent, and its share of the budget")
     calibrated: Recommendation | None = Field(None, description="the advice after the probe corrected the learned model")
-    model_errors: dict[StrategyName, float] | None = Field(None, description="observed − predicted normalised accuracy at the probe's conditions")
+    model_errors: dict[StrategyName, float] | None = Field(None, description="forecast − predicted normalised accuracy at the "
+                                                           "full budget (feature extraction: observed − predicted at the probe's conditions)")
     calibration_weights: dict[StrategyName, float] | None = Field(
         None, description="share of each error carried to the budget: how far the probe trained toward it × validation size")
     throughput_record: str | None = Field(None, description="what the probe's step times did to this machine's "

@@ -1,0 +1,67 @@
+"""The probe's forecasts: fitted on real pairs of cells, a diverging run stops and is judged not viable."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import advisor
+from advisor import cells, datasets, engine, forecast, learned, probing, registry
+from advisor.hardware import detect
+from advisor.schemas import ProbeRun
+
+ROWS = cells.read()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    groups = np.array([datasets.family(r["dataset"]) for r in ROWS])
+    if len(np.unique(groups)) < 3:
+        pytest.skip("meta-dataset too small")
+    return forecast.fit(ROWS, groups)
+
+
+def test_the_forecaster_beats_the_short_run_as_is_and_the_prior_on_held_out_families(fitted):
+    fc, pairs, oof = fitted
+    target = np.array([p.target for p in pairs])
+    mae = np.mean(np.abs(oof - target))
+    assert mae < np.mean(np.abs(np.array([p.observed for p in pairs]) - target))  # a short run is not the full run
+    assert mae <= np.mean(np.abs(np.array([p.prior_full for p in pairs]) - target))  # the short run adds something
+    # a longer short run says more about the full one; the weight stays a share
+    assert 0 <= fc.weight(0.01) < fc.weight(0.1) < fc.weight(0.5) <= 1
+    assert all(w > 0 for w in fc.half_width_) and fc.half_width(0.01) >= fc.half_width(0.5)
+
+
+def test_a_diverging_run_stops_and_its_strategy_is_not_viable(digits_dir):
+    from advisor import images
+    from advisor.scan import scan
+
+    data = scan(digits_dir, progress=False)
+    items = images.stratified(data.split("train"), 15)
+    x, y = images.load(items, 16)
+    hw = detect("cpu")
+    wild = dataclasses.replace(registry.resolve("scratch", 16, len(x)), lr=1e30, head_lr=1e30)
+    run = engine.run(wild, (x, y), (x, y), len(data.classes), hw, epochs=20)
+    assert run.diverged and run.steps < 20 * len(x) // 32  # it stopped at the first non-finite loss
+    assert forecast.viable(run.val_accuracy, len(data.classes), len(x), run.diverged) == "its training loss diverged (not a number)"
+    assert "within noise of chance" in forecast.viable(0.11, 10, 300, False)
+    assert forecast.viable(0.9, 10, 300, False) is None
+
+
+def test_a_recommendation_whose_strategy_is_not_viable_is_disagreed_with():
+    rec = advisor.recommend(n_images=2000, n_classes=10, similarity=0.5, gpu_hours=1, device_name="a100")
+    pred = learned.LearnedPredictor(*learned.load())
+    k = rec.estimate("retrain").epochs_in_budget.value
+    base = dict(steps=50, epochs=2.0, seconds=5.0, images_per_second=100.0, curve=[(5.0, 0.5)], reach=2.0)
+    runs = [ProbeRun(strategy="feature_extraction", val_accuracy=0.8, steps=1, epochs=1, seconds=1, images_per_second=500, curve=[])]
+    for s in ("fine_tune", "retrain", "scratch"):
+        dead = s == rec.strategy
+        runs.append(ProbeRun(strategy=s, val_accuracy=0.1 if dead else 0.7, viable=not dead, **base))
+    runs = [probing._forecast(pred, rec, r, 400, 200, k) for r in runs]
+    for r in runs[1:]:
+        if r.viable:  # a forecast at the full budget, from the share of it the run stands for
+            assert r.forecast.source == "forecast" and r.forecast.low <= r.forecast.value <= r.forecast.high
+            assert r.share == pytest.approx(2.0 * 400 / (k * 2000), rel=1e-3)
+    ranking, agrees, verdict = probing._forecast_verdict(rec, runs)
+    if rec.strategy != "feature_extraction":
+        assert agrees is False and "not viable" in verdict and ranking[-1] == rec.strategy
