@@ -123,9 +123,11 @@ def probe_text(p: ProbeResult) -> str:
         f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}{'ms/step':<10}img/s",
     ]
     for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
-        fc = run.forecast
+        fc, fe = run.forecast, p.recommendation.estimate("feature_extraction").accuracy
         at_budget = (f"  → {fc.value:.1%} ({fc.low:.0%}–{fc.high:.0%}) at your budget [forecast, from {run.share:.1%} of the full run]"
-                     if fc is not None and fc.low is not None else "")
+                     if fc is not None and fc.low is not None else
+                     f"  → {fe.value:.1%} on all the data [measured before the probe]"
+                     if run.strategy == "feature_extraction" and fe is not None and fe.source == "measured" else "")
         lines.append(f"  {TITLES[run.strategy]:<20}{run.val_accuracy:<10.1%}{run.steps:<8}{run.epochs:<8.2f}{run.seconds:<10.1f}{1000 * run.seconds / max(run.steps, 1):<10.0f}{run.images_per_second:.0f}"
                      + at_budget + (f"  ({run.note})" if run.note else ""))
     lines.append(p.verdict)
