@@ -113,7 +113,8 @@ def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun
     short = float(learned.to_accuracy(pred.normalised(rec.facts.model_copy(update={"n_images": n_train}),
                                                       EpochEquivalents(run.reach))[j], n_classes))
     full = float(learned.to_accuracy(pred.normalised(rec.facts, EpochEquivalents(k_budget))[j], n_classes))
-    value, half = fc.predict(run.val_accuracy, short, full, share), fc.half_width(share)
+    top = float(learned.to_accuracy(1 - learned.EPS, n_classes))  # like the model's, a forecast never claims 100 %
+    value, half = min(fc.predict(run.val_accuracy, short, full, share), top), fc.half_width(share)
     q = Quantity(value=round(value, 4), source="forecast", low=round(max(0.0, value - half), 4), high=round(min(1.0, value + half), 4),
                  detail=f"from {share:.1%} of the full run: the model's {full:.1%} at your budget moved by "
                         f"{fc.weight(share):.2f} × this run's {run.val_accuracy - short:+.1%} against the model at its own budget "
