@@ -161,7 +161,8 @@ class Database:
 
         problems = [row[0] for row in con.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
-            raise sqlite3.DatabaseError(f"damaged: {problems[0]}" + (f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""))
+            first = " ".join(problems[0].split())  # SQLite's report can span lines; the warning is one
+            raise sqlite3.DatabaseError(f"damaged: {first}" + (f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""))
         for table in TABLES:
             con.execute(f"SELECT count(*) FROM {table}").fetchone()
 
