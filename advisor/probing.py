@@ -148,8 +148,10 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
         return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / 1.2816
 
     gap, spread = value[best].value - value[chosen].value, math.hypot(sigma(value[best]), sigma(value[chosen]))
-    if chosen == best:
-        verdict = f"The probe agrees: {chosen} is forecast to reach the most at your budget ({value[chosen].value:.1%})."
+    tied = [s for s in ranking if s != chosen and s in value and abs(value[s].value - value[chosen].value) < 5e-4]
+    if gap < 5e-4:
+        verdict = (f"The probe agrees: {chosen} is forecast to reach the most at your budget ({value[chosen].value:.1%}"
+                   + (f", tied with {', '.join(tied)})." if tied else ")."))
     elif gap <= spread:
         verdict = (f"The probe agrees within its uncertainty: {best} is forecast {value[best].value:.1%}, the recommended {chosen} "
                    f"{value[chosen].value:.1%}; the gap ({gap:.1%}) is within the forecasts' uncertainty (σ {spread:.1%}).")
