@@ -96,6 +96,11 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
               retime, with_probe, report_path, fe_accuracy):
     """Recommend a strategy for the images in --data and the budget."""
     if with_probe:
+        ignored = [name for name, given in (("--device-name", device_name), ("--hardware", hardware_file),
+                                            ("--retime", retime), ("--fe-accuracy", fe_accuracy is not None)) if given]
+        if ignored:  # the probe trains here and plans for here: never drop an option silently
+            raise AdvisorError(f"--probe trains on this machine and plans for it, so it cannot use {', '.join(ignored)}; "
+                               "run `advisor recommend` with it and `advisor probe` separately.")
         result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                            weights=weights, rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
                            state=MachineState())

@@ -131,6 +131,14 @@ def test_bad_probe_durations_are_refused_before_any_work(good, options):
     assert out.exit_code == 1 and _one_error(out), out.output
 
 
+@pytest.mark.parametrize("options", [["--device-name", "h100"], ["--retime"], ["--fe-accuracy", "0.8"],
+                                     ["--device-name", "a100", "--retime"]])
+def test_probe_with_an_option_it_cannot_use_stops_with_one_line(good, options):
+    # the probe trains on this machine: planning for another one (or skipping a measurement) must not pass silently
+    out = CliRunner().invoke(main, ["recommend", "--data", str(good), "--minutes", "1", "--probe", *options])
+    assert out.exit_code == 1 and _one_error(out, options[0]), out.output
+
+
 def test_a_fifo_named_like_an_image_is_skipped_not_opened(tmp_path, good):
     fifo = good / "0" / "pipe.png"
     os.mkfifo(fifo)
