@@ -36,7 +36,7 @@ FEATURES = (
 )
 NUMBERS_FEATURES = ("log_images", "log_classes", "log_per_class", "channels", "similarity", "log_budget")  # no images
 # The model's inputs. The finer image measures (confidence, entropy, shift, separability) scored worse in
-# leave-one-dataset-out evaluation: with five data sets they identify the data set rather than generalise.
+# leave-one-family-out evaluation: with a handful of families they identify the data set rather than generalise.
 # benchmarks/fit_model.py re-checks this at every refit and records both in the model card.
 DEFAULT_FEATURES = NUMBERS_FEATURES
 # Shape knowledge, as constraints on the fitted model (+1: accuracy never falls as the feature grows).

@@ -1,7 +1,8 @@
 """Per-machine state as an explicit input: where advisor keeps what it learns, and which learned model it uses.
 
-Chosen once at the top (the CLI, or the caller of :func:`advisor.recommend`) and passed down; nothing below
-reads an environment variable or a global path on its own.
+Chosen once at the top (the CLI, or the caller of :func:`advisor.recommend`) and passed down; below it only
+the meta-dataset loader reads an environment variable (``ADVISOR_PACKED_DATA``, :mod:`advisor.datasets`), for
+benchmarks on a machine without the data packages.
 """
 
 from __future__ import annotations

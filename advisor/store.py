@@ -1,4 +1,5 @@
-"""How advisor stores what it learns: JSON lines, rewritten atomically (where: :class:`advisor.state.MachineState`)."""
+"""How advisor stores what it learns: one SQLite database per home, each row checked against its typed record
+(:mod:`advisor.records`); files written whole are replaced atomically (where: :class:`advisor.state.MachineState`)."""
 
 from __future__ import annotations
 
