@@ -258,8 +258,9 @@ def scratch_key(facts: DataFacts, book: rules_mod.RuleBook) -> str:
 def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log,
                 target: Target | None = None) -> Throughput:
     """Throughput at the planned resolution: from the target's hardware profile when there is one; else this
-    machine's record when it is reusable and a quick check now agrees with it; else timed now (and recorded
-    when the machine was quiet and the figures plausible)."""
+    machine's record when it is reusable and a quick check now agrees with it (a provisional record, timed on a
+    busy machine, is kept while the machine is busy and timed again once it is quiet); else timed now and, when
+    plausible, recorded — provisionally if the machine was busy."""
     target = target or Target()
     scratch_res = plan_resolution(facts.resolution, book, native=True)
     res = plan_resolution(facts.resolution, book)
@@ -277,17 +278,22 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
         if load is not None and load > timing.BUSY_LOAD:
             log(f"throughput at {res}px {cached.origin} (the machine is busy now, so the record stands)")
             return cached.model_copy(update={"origin": cached.origin + f"; kept: the machine is busy now (other processes use {load:.0%} of the CPUs)"})
-        if 0.5 <= check / recorded <= 2:
+        if cached.conditions is not None and not cached.conditions.quiet:
+            log(f"the record of throughput at {res}px is provisional and the machine is quiet now: timing again to replace it")
+        elif 0.5 <= check / recorded <= 2:
             log(f"throughput at {res}px {cached.origin}, confirmed by a quick check")
             return cached.model_copy(update={"origin": cached.origin + f"; a quick check now agrees (all-layer training {check:.0f} img/s, recorded {recorded:.0f})"})
-        log(f"the record of throughput at {res}px is far from a quick check now ({check:.0f} img/s vs {recorded:.0f} recorded): timing again")
+        else:
+            log(f"the record of throughput at {res}px is far from a quick check now ({check:.0f} img/s vs {recorded:.0f} recorded): timing again")
     log(f"timing training steps of each strategy at {res}px on {hw.name} …")
     throughput = measure_throughput(hw, res, batch, backbone, scratch_resolution=scratch_res, n_images=facts.n_images)
-    if throughput.conditions.quiet and throughput.conditions.plausible:
-        calibration.record_throughput(state, throughput, hw, backbone, scratch)
-        log(f"  done ({throughput.seconds:.1f} s); recorded for later advice on this machine")
-    else:
+    if not throughput.conditions.plausible:
         log(f"  done ({throughput.seconds:.1f} s); not recorded: " + "; ".join(throughput.problems))
+    else:
+        calibration.record_throughput(state, throughput, hw, backbone, scratch)
+        log(f"  done ({throughput.seconds:.1f} s); recorded for later advice on this machine" if throughput.conditions.quiet else
+            f"  done ({throughput.seconds:.1f} s); recorded as provisional (the machine was busy): later advice reuses it "
+            "until a timing on a quiet machine replaces it")
     return throughput
 
 

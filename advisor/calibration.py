@@ -57,13 +57,13 @@ def _versions() -> dict[str, str]:
 
 
 def reusable(record: dict, now: datetime | None = None) -> str | None:
-    """Why a throughput record may not be reused (None when it may): taken on a busy machine, unstable or
-    implausible, by other advisor/torch versions, or too old."""
+    """Why a throughput record may not be reused (None when it may): implausible, by other advisor/torch
+    versions, or too old. A record timed on a busy machine is reusable, but only provisionally (:func:`provisional`)."""
     cond = record.get("conditions")
     if cond is None:
         return "it predates timing conditions"
-    if not (cond["quiet"] and cond["plausible"]):
-        return "it was timed on a busy machine or is implausible"
+    if not cond["plausible"]:
+        return "its figures are implausible"
     if any(record.get(k) != v for k, v in _versions().items()):
         return "it was timed by another advisor or torch version"
     age = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(record["time"])
@@ -72,16 +72,29 @@ def reusable(record: dict, now: datetime | None = None) -> str | None:
     return None
 
 
+def provisional(record: dict) -> bool:
+    """Timed while other processes loaded the machine: used by later advice (which says so) until a timing on a
+    quiet machine replaces it, so a busy machine costs one timing, not one per call."""
+    cond = record.get("conditions") or {}
+    return not cond.get("quiet", True)
+
+
 def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
                       scratch: str) -> Throughput | None:
     """The latest reusable (:func:`reusable`) throughput timed on this machine and device for this backbone,
-    resolution, batch and scratch network (``scratch``: e.g. ``cnn_s@28px``)."""
-    for r in reversed(_mine(state, "throughput")):
-        if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"], r.get("scratch")) == (
-                hw.name, backbone, resolution, batch_size, scratch) and reusable(r) is None:
-            tp = Throughput.model_validate(r["throughput"])
-            return tp.model_copy(update={"origin": f"from a record of {r['time']}", "seconds": 0.0})
-    return None
+    resolution, batch and scratch network (``scratch``: e.g. ``cnn_s@28px``); a quiet one before a
+    :func:`provisional` one."""
+    found = [r for r in _mine(state, "throughput")
+             if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"], r.get("scratch")) == (
+                 hw.name, backbone, resolution, batch_size, scratch) and reusable(r) is None]
+    if not found:
+        return None
+    r = max(found, key=lambda r: (not provisional(r), r["time"]))
+    tp = Throughput.model_validate(r["throughput"])
+    how = (f"from a provisional record of {r['time']} (timed while other processes used "
+           f"{(r['conditions'].get('other_load') or 0):.0%} of the CPUs; a timing on a quiet machine will replace it)"
+           if provisional(r) else f"from a record of {r['time']}")
+    return tp.model_copy(update={"origin": how, "seconds": 0.0})
 
 
 def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbone: str, scratch: str,
@@ -188,7 +201,9 @@ def show(state: MachineState) -> str:
         lines.append(f"  throughput {r['time']} ({age:.1f} days ago) {r['device_name']}, {r['backbone']} at {r['resolution']}px "
                      f"batch {r['batch_size']}: {ips} img/s"
                      + (f"; a probe's step times replaced the timed figures ({changed} img/s)" if changed else "; timed")
-                     + " — " + (f"not reused: {why}" if why else "may be reused by later advice with the same device, resolution, batch and scratch network"))
+                     + " — " + (f"not reused: {why}" if why else
+                                ("provisional (timed on a busy machine): reused until a timing on a quiet machine replaces it"
+                                 if provisional(r) else "may be reused by later advice with the same device, resolution, batch and scratch network")))
     for p in found:
         errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items())
         advice = p.get("advice")

@@ -76,22 +76,26 @@ def _record(**changes) -> dict:
     return record
 
 
-def test_only_quiet_plausible_recent_same_version_records_are_reused():
-    assert calibration.reusable(_record()) is None
-    assert "busy" in calibration.reusable(_record(quiet=False, other_load=0.6))
-    assert "busy" in calibration.reusable(_record(plausible=False))
+def test_only_plausible_recent_same_version_records_are_reused_and_busy_ones_provisionally():
+    assert calibration.reusable(_record()) is None and not calibration.provisional(_record())
+    busy = _record(quiet=False, other_load=0.6)
+    assert calibration.reusable(busy) is None and calibration.provisional(busy)
+    assert "implausible" in calibration.reusable(_record(plausible=False))
     assert "version" in calibration.reusable(_record(torch_version="0.0"))
     old = (datetime.now(timezone.utc) - timedelta(days=calibration.RECORD_DAYS + 5)).isoformat(timespec="seconds")
     assert "days old" in calibration.reusable(_record(time=old))
     assert "predates" in calibration.reusable({k: v for k, v in _record().items() if k != "conditions"})
 
 
-def test_cached_throughput_skips_records_it_may_not_reuse(tmp_path, hw):
+def test_cached_throughput_prefers_a_quiet_record_to_a_provisional_one(tmp_path, hw):
     state = MachineState(home=tmp_path, machine="m")
-    busy = _record(device_name=hw.name, quiet=False, other_load=0.7)
-    calibration._add(state, "throughput", busy)
+    calibration._add(state, "throughput", _record(device_name=hw.name, plausible=False))
     assert calibration.cached_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px") is None
+    calibration._add(state, "throughput", _record(device_name=hw.name, quiet=False, other_load=0.7))
+    found = calibration.cached_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px")
+    assert found is not None and found.origin.startswith("from a provisional record of") and "70%" in found.origin
     calibration._add(state, "throughput", _record(device_name=hw.name))
+    calibration._add(state, "throughput", _record(device_name=hw.name, quiet=False, other_load=0.5))  # newer, but busy
     found = calibration.cached_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px")
     assert found is not None and found.origin.startswith("from a record of")
 
