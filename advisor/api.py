@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -255,6 +256,10 @@ def scratch_key(facts: DataFacts, book: rules_mod.RuleBook) -> str:
     return f"{registry.resolve('scratch', side, facts.n_images).arch}@{side}px"
 
 
+RECHECK_SECONDS = 300.0  # a record quick-checked this recently in this process is used without another check
+_checked: dict[tuple, tuple[float, Throughput]] = {}  # (home, device, backbone, resolution, batch, scratch) → (when, result)
+
+
 def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log,
                 target: Target | None = None) -> Throughput:
     """Throughput at the planned resolution: from the target's hardware profile when there is one; else this
@@ -272,17 +277,26 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
     batch = plan_batch_size(hw, facts.n_images, book)
     scratch = scratch_key(facts, book)
     cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, batch, scratch)
+    key = (str(state.db_path), hw.name, backbone, res, batch, scratch)
+    if cached and (seen := _checked.get(key)) and time.monotonic() - seen[0] < RECHECK_SECONDS and seen[1].origin.startswith(cached.origin):
+        age = time.monotonic() - seen[0]
+        log(f"throughput at {res}px {cached.origin}, checked {age:.0f} s ago in this process")
+        return seen[1].model_copy(update={"origin": seen[1].origin + f" ({age:.0f} s ago, in this process)"})
     if cached:
         check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, cached.batch_size, hw, backbone)
         recorded = cached.images_per_second["retrain"]
         if load is not None and load > timing.BUSY_LOAD:
             log(f"throughput at {res}px {cached.origin} (the machine is busy now, so the record stands)")
-            return cached.model_copy(update={"origin": cached.origin + f"; kept: the machine is busy now (other processes use {load:.0%} of the CPUs)"})
+            kept = cached.model_copy(update={"origin": cached.origin + f"; kept: the machine is busy now (other processes use {load:.0%} of the CPUs)"})
+            _checked[key] = (time.monotonic(), kept)
+            return kept
         if cached.conditions is not None and not cached.conditions.quiet:
             log(f"the record of throughput at {res}px is provisional and the machine is quiet now: timing again to replace it")
         elif 0.5 <= check / recorded <= 2:
             log(f"throughput at {res}px {cached.origin}, confirmed by a quick check")
-            return cached.model_copy(update={"origin": cached.origin + f"; a quick check now agrees (all-layer training {check:.0f} img/s, recorded {recorded:.0f})"})
+            confirmed = cached.model_copy(update={"origin": cached.origin + f"; a quick check agrees (all-layer training {check:.0f} img/s, recorded {recorded:.0f})"})
+            _checked[key] = (time.monotonic(), confirmed)
+            return confirmed
         else:
             log(f"the record of throughput at {res}px is far from a quick check now ({check:.0f} img/s vs {recorded:.0f} recorded): timing again")
     log(f"timing training steps of each strategy at {res}px on {hw.name} …")

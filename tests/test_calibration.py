@@ -43,6 +43,10 @@ def test_throughput_is_measured_once_per_machine(digits_dir):
             assert second.throughput.origin == "timed now"  # the quick check found the machine quiet
     else:  # implausible figures are never stored, and it says why
         assert second.throughput.seconds > 0 and first.throughput.problems
+    if "quick check agrees" in second.throughput.origin or "busy now" in second.throughput.origin:
+        again = advisor.recommend(**args)  # checked moments ago in this process: no second quick check
+        assert again.throughput.origin.endswith("in this process)")
+        assert again.throughput.images_per_second == second.throughput.images_per_second
     third = advisor.recommend(**args, retime=True)
     assert third.throughput.seconds > 0 and third.throughput.origin == "timed now"
 
