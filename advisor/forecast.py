@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets, learned
-from .schemas import STRATEGIES, StrategyName
+from .schemas import StrategyName
 from .units import EpochEquivalents
 
 COVERAGE = 0.8
@@ -147,5 +147,3 @@ def viable(accuracy: float, n_classes: int, n_val: int, diverged: bool, z: float
         return f"{accuracy:.1%} is still within noise of chance ({chance:.1%} ± {noise:.1%})"
     return None
 
-
-__all__ = ["Forecaster", "Pair", "pairs", "fit", "viable", "STRATEGIES"]

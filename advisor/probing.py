@@ -8,9 +8,10 @@ import os
 import time
 from datetime import datetime, timezone
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from . import api, calibration, engine, forecast, images, learned, timing
+from . import api, calibration, engine, fe_accuracy, forecast, images, learned, timing
 from . import backbone as bb
 from . import registry
 from . import rules as rules_mod
@@ -38,15 +39,13 @@ def _judge(run: ProbeRun, n_classes: int, n_val: int, in_budget: float | None) -
     """Mark a run "too short to judge" when it is within noise of chance, or trained too few steps or too
     small a share of the budget to say what the budget would bring; such a run neither decides the verdict
     nor calibrates the model."""
-    chance = 1 / n_classes
-    noise = CHANCE_SE * math.sqrt(chance * (1 - chance) / max(n_val, 1))
-    if run.val_accuracy <= chance + noise:
-        why = f"{run.val_accuracy:.1%} is within noise of chance ({chance:.1%} ± {noise:.1%})"
-    elif run.strategy != "feature_extraction" and run.steps < MIN_STEPS:
+    why = forecast.viable(run.val_accuracy, n_classes, n_val, False, CHANCE_SE)  # within noise of chance
+    if why is None and run.strategy != "feature_extraction" and run.steps < MIN_STEPS:
         why = f"{run.steps} steps (fewer than {MIN_STEPS})"
-    elif run.reach is not None and in_budget and (share := EpochEquivalents(run.reach).share_of(EpochEquivalents(in_budget))) < MIN_SHARE:
+    if why is None and run.reach is not None and in_budget and (
+            share := EpochEquivalents(run.reach).share_of(EpochEquivalents(in_budget))) < MIN_SHARE:
         why = f"{share:.1%} of the budget's epochs (less than {MIN_SHARE:.0%})"
-    else:
+    if why is None:
         return run
     return run.model_copy(update={"judged": False, "note": f"too short to judge: {why}"})
 
@@ -84,11 +83,12 @@ def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int,
     budget on all the data; otherwise observed − prediction at the probe's own conditions (its subset size and
     the epoch-equivalents it trained, ``ProbeRun.reach``)."""
     facts = rec.facts.model_copy(update={"n_images": n_train})
+    full = pred.normalised(rec.facts, EpochEquivalents(k_budget)) if k_budget else None
     errors = {}
     for r in runs:
         j = STRATEGIES.index(r.strategy)
-        if r.forecast is not None and k_budget:
-            raw, seen = pred.normalised(rec.facts, EpochEquivalents(k_budget))[j], r.forecast.value
+        if r.forecast is not None and full is not None:
+            raw, seen = full[j], r.forecast.value
         else:
             raw, seen = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0))[j], r.val_accuracy
         errors[r.strategy] = round(float(learned.to_normalised(seen, rec.facts.n_classes) - raw), 4)
@@ -96,14 +96,15 @@ def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int,
 
 
 def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun, n_train: int, n_val: int,
-              k_budget: float) -> ProbeRun:
-    """``run`` with its forecast at the full budget (:mod:`advisor.forecast`), or marked not viable (diverged,
+              k_budget: float, full: np.ndarray) -> ProbeRun:
+    """``run`` with its forecast at the full budget (:mod:`advisor.forecast`; ``full``: the model's normalised
+    accuracies there), or marked not viable (diverged,
     or at chance after :data:`MIN_STEPS` steps), or too short to forecast (fewer steps). Feature extraction is
     complete after its one pass: nothing to forecast."""
     if run.strategy == "feature_extraction":
         return run
     n_classes = rec.facts.n_classes
-    why = forecast.viable(run.val_accuracy, n_classes, n_val, not run.viable)
+    why = forecast.viable(run.val_accuracy, n_classes, n_val, not run.viable, CHANCE_SE)
     if why and (not run.viable or run.steps >= MIN_STEPS):
         return run.model_copy(update={"viable": False, "note": f"not viable: {why}"})
     if run.steps < MIN_STEPS:
@@ -112,7 +113,7 @@ def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun
     share = min(1.0, run.reach * n_train / (k_budget * rec.facts.n_images))
     short = float(learned.to_accuracy(pred.normalised(rec.facts.model_copy(update={"n_images": n_train}),
                                                       EpochEquivalents(run.reach))[j], n_classes))
-    full = float(learned.to_accuracy(pred.normalised(rec.facts, EpochEquivalents(k_budget))[j], n_classes))
+    full = float(learned.to_accuracy(full[j], n_classes))
     top = float(learned.to_accuracy(1 - learned.EPS, n_classes))  # like the model's, a forecast never claims 100 %
     value, half = min(fc.predict(run.val_accuracy, short, full, share), top), fc.half_width(share)
     q = Quantity(value=round(value, 4), source="forecast", low=round(max(0.0, value - half), 4), high=round(min(1.0, value + half), 4),
@@ -145,7 +146,7 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
         return ranking, None, f"The probe cannot judge the recommended {chosen}: its run was too short. {best} is forecast best ({value[best].value:.1%})." + tail
 
     def sigma(q: Quantity) -> float:
-        return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / 1.2816
+        return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / fe_accuracy.Z80
 
     gap, spread = value[best].value - value[chosen].value, math.hypot(sigma(value[best]), sigma(value[chosen]))
     tied = [s for s in ranking if s != chosen and s in value and abs(value[s].value - value[chosen].value) < 5e-4]
@@ -305,7 +306,8 @@ def probe(
     pred = api.predictor(state, use_model, rec.similarity, fe=fe)
     runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
     if pred is not None and pred.forecaster is not None and k_budget:
-        runs = [_forecast(pred, rec, r, len(train[0]), len(val[0]), k_budget) for r in runs]
+        full = pred.normalised(rec.facts, EpochEquivalents(k_budget))
+        runs = [_forecast(pred, rec, r, len(train[0]), len(val[0]), k_budget, full) for r in runs]
         ranking, agrees, verdict = _forecast_verdict(rec, runs)
     else:  # no learned model: the runs' own accuracies, judged where long enough
         runs = [_judge(r, n_classes, len(val[0]), k_budget) for r in runs]

@@ -122,8 +122,9 @@ def probe_text(p: ProbeResult) -> str:
         f"{p.seconds_per_strategy:g} s per strategy on {p.recommendation.hardware.name} [measured]",
         f"  {'strategy':<20}{'val acc':<10}{'steps':<8}{'epochs':<8}{'seconds':<10}{'ms/step':<10}img/s",
     ]
+    fe = p.recommendation.estimate("feature_extraction").accuracy
     for run in sorted(p.runs, key=lambda r: p.ranking.index(r.strategy)):
-        fc, fe = run.forecast, p.recommendation.estimate("feature_extraction").accuracy
+        fc = run.forecast
         at_budget = (f"  → {fc.value:.1%} ({fc.low:.0%}–{fc.high:.0%}) at your budget [forecast, from {run.share:.1%} of the full run]"
                      if fc is not None and fc.low is not None else
                      f"  → {fe.value:.1%} on all the data [measured before the probe]"

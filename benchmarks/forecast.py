@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -64,7 +65,7 @@ def candidates(rows: list[dict], data: list[forecast.Pair], oof: np.ndarray) -> 
     return out
 
 
-def interval_of(name: str, pred: np.ndarray, target: np.ndarray, shares: np.ndarray, family: np.ndarray) -> np.ndarray:
+def interval_of(pred: np.ndarray, target: np.ndarray, shares: np.ndarray, family: np.ndarray) -> np.ndarray:
     """Each pair's 80 % half-width: the quantile of the other families' |error| in its share bucket."""
     err, b = np.abs(pred - target), np.array([forecast.bucket(x) for x in shares])
     out = np.full(len(pred), np.nan)
@@ -118,7 +119,7 @@ def report(rows: list[dict]) -> str:
     shares = np.array([p.share for p in data])
     family = np.array([p.family for p in data])
     k_full = np.array([p.k_full for p in data])
-    widths = {name: interval_of(name, pred, target, shares, family) for name, pred in preds.items()}
+    widths = {name: interval_of(pred, target, shares, family) for name, pred in preds.items()}
     lines = [f"leave-one-family-out over {len(data)} (short run, full run, strategy) pairs from {len(rows)} cells",
              "mean absolute error in points / coverage of the 80 % interval:",
              f"{'':<26}" + "".join(f"{name:>20}" for name in preds)]
@@ -142,7 +143,7 @@ def report(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=__import__("pathlib").Path, nargs="+", default=list(cells.FILES))
+    parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
     print(report(cells.read(parser.parse_args().results, required=True)))
 
 

@@ -9,6 +9,7 @@ import advisor
 from advisor import cells, datasets, engine, forecast, learned, probing, registry
 from advisor.hardware import detect
 from advisor.schemas import ProbeRun
+from advisor.units import EpochEquivalents
 
 ROWS = cells.read()
 
@@ -57,7 +58,8 @@ def test_a_recommendation_whose_strategy_is_not_viable_is_disagreed_with():
     for s in ("fine_tune", "retrain", "scratch"):
         dead = s == rec.strategy
         runs.append(ProbeRun(strategy=s, val_accuracy=0.1 if dead else 0.7, viable=not dead, **base))
-    runs = [probing._forecast(pred, rec, r, 400, 200, k) for r in runs]
+    full = pred.normalised(rec.facts, EpochEquivalents(k))
+    runs = [probing._forecast(pred, rec, r, 400, 200, k, full) for r in runs]
     for r in runs[1:]:
         if r.viable:  # a forecast at the full budget, from the share of it the run stands for
             assert r.forecast.source == "forecast" and r.forecast.low <= r.forecast.value <= r.forecast.high
