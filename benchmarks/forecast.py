@@ -14,6 +14,7 @@ coverage of the 80 % interval, for
 * learned — extra trees over the short run's and the cell's features (target: full − observed),
 
 then the decision each implies at k ≥ 10 (feature extraction's accuracy known, the best forecast advised),
+beside always feature extraction,
 and the seed-to-seed spread of the same configuration: the noise no forecaster can remove.
 
     python benchmarks/forecast.py [--results FILE ...]
@@ -133,7 +134,7 @@ def report(rows: list[dict]) -> str:
             lines.append(f"{label + f', k ≥ {k_min}':<20}{m.sum():>6}" + cells_)
     lines.append("decision at k ≥ 10 (FE known, the best forecast advised): cells, agreement, mean regret")
     for lo, hi, label in BUCKETS[1:]:
-        got = decisions(rows, data, preds, lo, hi)
+        got = decisions(rows, data, preds | {"always feature extraction": np.full(len(data), -1.0)}, lo, hi)
         lines.append(f"  {label:<16}" + "; ".join(f"{n} {c} {a:.0%} {r:.2f}p" for n, (c, a, r) in got.items()))
     n, spread = seed_spread(rows)
     lines.append(f"seed-to-seed spread of a trained strategy's accuracy at k ≥ 10 ({n} pairs of seeds): {spread:.2f} points "
