@@ -136,14 +136,16 @@ def _write_report(path, rec, rules, backbone, no_model, data, as_json, probe_res
 @_budget_options
 @click.option("--fraction", type=float, default=0.05, show_default=True, help="Share of the budget the probe may spend.")
 @click.option("--seconds", type=float, default=None, help="Total probe time in seconds (instead of --fraction).")
+@click.option("--steps", type=int, default=None,
+              help="Train each strategy exactly this many steps, however busy the machine (instead of a time).")
 @click.option("--max-train", type=click.IntRange(min=2), default=600, show_default=True, help="Training images in the probe subset.")
 @click.option("--resolution", type=click.IntRange(min=16), default=None, help="Probe resolution (default: planned, ≤ 64 px on CPU).")
 @_user_errors
-def probe(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, fraction, seconds, max_train,
-          resolution):
+def probe(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, fraction, seconds, steps,
+          max_train, resolution):
     """Check the recommendation with short real training runs of every strategy."""
     result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, fraction=fraction, seconds=seconds,
-                             max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
+                             steps=steps, max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
                              rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
                              state=MachineState())
     click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))

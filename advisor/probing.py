@@ -211,6 +211,7 @@ def probe(
     minutes: float | None = None,
     fraction: float = 0.05,
     seconds: float | None = None,
+    steps: int | None = None,
     max_train: int = 600,
     max_val: int = 300,
     resolution: int | None = None,
@@ -234,11 +235,15 @@ def probe(
     verdict compares the forecasts (:func:`_forecast_verdict`) and calibration learns from them; a diverged run,
     or one still at chance, shows its strategy is not viable. Without the model the runs' own accuracies are
     compared where long enough (:func:`_judge`). A run too short for either is reported as such and changes nothing. Runs at ``resolution``
-    (default: each strategy's planned resolution, at most 64 px on a CPU). ``state``: as in :func:`advisor.recommend`; the
+    (default: each strategy's planned resolution, at most 64 px on a CPU). ``steps`` instead trains each strategy
+    exactly that many steps, whatever the machine's speed or load (repeatable; the time is then what it costs). ``state``: as in :func:`advisor.recommend`; the
     result and the model's errors are stored there unless ``save=False``.
     """
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise AdvisorError(f"--seconds must be a finite number greater than zero; got {seconds}.")
+    if steps is not None and (steps < 1 or seconds is not None):
+        raise AdvisorError(f"--steps must be a whole number ≥ 1 and replaces --seconds; got {steps}"
+                           f"{' with --seconds' if seconds is not None else ''}.")
     if not (math.isfinite(fraction) and 0 < fraction <= 1):
         raise AdvisorError(f"--fraction must be between 0 and 1; got {fraction}.")
     book, hw, _, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
@@ -283,9 +288,12 @@ def probe(
             depth = rec.estimate(name).settings.fine_tune_depth  # the advised configuration, not the registry's default
             side = res_of(name)
             x_train, x_val = decoded[side]
-            r = engine.run(registry.resolve(name, side, len(x_train[0]), depth=depth), x_train, x_val, n_classes, hw,
-                           seconds=max(share, 1e-3), wall_seconds=max(share, 1e-3), batch_size=planned.batch_size, flip=flip,
-                           pad_fraction=pad, backbone=backbone, weights=weights, progress=tick)
+            n = len(x_train[0])
+            budget_of_run = ({"seconds": max(share, 1e-3), "wall_seconds": max(share, 1e-3)} if steps is None
+                             else {"epochs": steps * min(planned.batch_size, n) / n})
+            r = engine.run(registry.resolve(name, side, n, depth=depth), x_train, x_val, n_classes, hw,
+                           batch_size=planned.batch_size, flip=flip, pad_fraction=pad, backbone=backbone, weights=weights,
+                           progress=tick, **budget_of_run)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve,
                              resolution=side, variant=r.variant, batch_size=r.batch_size,
@@ -314,10 +322,10 @@ def probe(
         ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
     result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
                          train_images=len(train[0]), val_images=len(val[0]), resolution=res,
-                         seconds_per_strategy=round(total / len(strategies), 1),
+                         seconds_per_strategy=round((total if steps is None else spent) / len(strategies), 1),
                          cost=Quantity(value=round(spent, 1), unit="s", source="measured",
-                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; "
-                                              f"asked for {total:.0f} s"))
+                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; asked for "
+                                              + (f"{total:.0f} s" if steps is None else f"{steps} steps per strategy")))
     judged = [r for r in runs if r.judged and r.viable]
     if pred is not None and judged:
         errors = _model_errors(pred, rec, judged, len(train[0]), k_budget)  # only what the probe can judge calibrates

@@ -125,7 +125,8 @@ def test_bad_options_end_in_one_line(tmp_path, good, options, message):
 
 
 @pytest.mark.parametrize("options", [["--seconds", "nan"], ["--seconds", "inf"], ["--seconds", "0"], ["--seconds", "-5"],
-                                     ["--fraction", "0"], ["--fraction", "2"], ["--fraction", "nan"]])
+                                     ["--fraction", "0"], ["--fraction", "2"], ["--fraction", "nan"],
+                                     ["--steps", "0"], ["--steps", "5", "--seconds", "3"]])
 def test_bad_probe_durations_are_refused_before_any_work(good, options):
     out = CliRunner().invoke(main, ["probe", "--data", str(good), "--minutes", "1", *options])
     assert out.exit_code == 1 and _one_error(out), out.output
