@@ -13,7 +13,7 @@ from . import registry
 from . import budget as budget_mod
 from . import calibration, fe_accuracy, hardware, images, learned, profiles, similarity, timing
 from . import rules as rules_mod
-from .decide import decide, plan_batch_size, plan_resolution
+from .decide import decide, plan_batch_size, plan_resolution, standard_batch_size
 from .errors import AdvisorError
 from .scan import profile as profile_scan
 from .scan import ScannedData, scan
@@ -47,6 +47,8 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     own side; default ``resolution``), the others at ``resolution``. Steps are timed at the planned
     ``batch_size``: a smaller batch is quicker to time but slower per image (on a quiet 2-core CPU, batch 8
     timed 0.46–0.58× the images/s of real training at batch 32, batch 32 within 5 %; ``benchmarks/timing_batch.py``).
+    All-layer training is also timed at :data:`timing.SMALL_BATCH`, which gives the step's fixed cost
+    (:attr:`Throughput.step_overhead`) from which :meth:`Throughput.at_batch` derives other batch sizes.
     """
     configs = timing.strategy_configs(resolution, n_images, scratch_resolution)
     for _ in range(retries + 1):
@@ -54,11 +56,16 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
         if result.conditions.plausible:
             break
     scratch, scratch_res = configs["scratch"]
+    retrain, _ = configs["retrain"]
+    t0 = time.perf_counter()
+    overhead = timing.step_overhead(retrain, resolution, batch_size, result.images_per_second["retrain"], hw, backbone)
+    extra = time.perf_counter() - t0
     return Throughput(
-        resolution=resolution, batch_size=batch_size, images_per_second=result.images_per_second,
+        resolution=resolution, batch_size=batch_size, images_per_second=result.images_per_second, step_overhead=overhead,
         detail=f"batch {batch_size}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}; "
-               + timing.describe(result.conditions),
-        seconds=result.conditions.seconds, origin="timed now", conditions=result.conditions,
+               + timing.describe(result.conditions)
+               + ("" if overhead is None else f"; a step's fixed cost ≈ {overhead:.0f} images of work (timed at batch {timing.SMALL_BATCH})"),
+        seconds=round(result.conditions.seconds + extra, 2), origin="timed now", conditions=result.conditions,
         problems=timing.problems_of(result.conditions) + result.problems,
     )
 
@@ -265,7 +272,9 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
     """Throughput at the planned resolution: from the target's hardware profile when there is one; else this
     machine's record when it is reusable and a quick check now agrees with it (a provisional record, timed on a
     busy machine, is kept while the machine is busy and timed again once it is quiet); else timed now and, when
-    plausible, recorded — provisionally if the machine was busy."""
+    plausible, recorded — provisionally if the machine was busy. Records are timed and kept at the device's
+    standard batch; a smaller planned batch (fewer images than that) is derived (:meth:`Throughput.at_batch`),
+    so a new data size never costs a new timing."""
     target = target or Target()
     scratch_res = plan_resolution(facts.resolution, book, native=True)
     res = plan_resolution(facts.resolution, book)
@@ -274,8 +283,15 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
         batch = plan_batch_size(plan_hw, facts.n_images, book)
         log(f"throughput at {res}px {target.origin} (nothing timed here)")
         return profiles.throughput(target.profile, res, batch, facts.n_images, scratch_res, target.origin)
-    batch = plan_batch_size(hw, facts.n_images, book)
-    scratch = scratch_key(facts, book)
+    planned, batch = plan_batch_size(hw, facts.n_images, book), standard_batch_size(hw, book)
+    throughput = _timed_throughput(state, facts, hw, backbone, log, target, res, batch, scratch_res,
+                                   scratch_key(facts, book))
+    return throughput.at_batch(planned)
+
+
+def _timed_throughput(state: MachineState, facts: DataFacts, hw: Hardware, backbone: str, log: Log, target: Target,
+                      res: int, batch: int, scratch_res: int, scratch: str) -> Throughput:
+    """This machine's throughput at ``batch``: a reusable record a quick check now agrees with, else timed now."""
     cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, batch, scratch)
     key = (str(state.db_path), hw.name, backbone, res, batch, scratch)
     if cached and (seen := _checked.get(key)) and time.monotonic() - seen[0] < RECHECK_SECONDS and seen[1].origin.startswith(cached.origin):
@@ -283,8 +299,10 @@ def _throughput(state: MachineState, facts: DataFacts, hw: Hardware, book: rules
         log(f"throughput at {res}px {cached.origin}, checked {age:.0f} s ago in this process")
         return seen[1].model_copy(update={"origin": seen[1].origin + f" ({age:.0f} s ago, in this process)"})
     if cached:
-        check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, cached.batch_size, hw, backbone)
-        recorded = cached.images_per_second["retrain"]
+        # checked at the small batch when the record knows how figures scale with the batch: a quarter of the work
+        small = min(cached.batch_size, timing.SMALL_BATCH) if cached.step_overhead is not None else cached.batch_size
+        check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, small, hw, backbone)
+        recorded = cached.at_batch(small).images_per_second["retrain"]
         if load is not None and load > timing.BUSY_LOAD:
             log(f"throughput at {res}px {cached.origin} (the machine is busy now, so the record stands)")
             kept = cached.model_copy(update={"origin": cached.origin + f"; kept: the machine is busy now (other processes use {load:.0%} of the CPUs)"})

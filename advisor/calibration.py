@@ -82,7 +82,7 @@ def provisional(record: dict) -> bool:
 def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
                       scratch: str) -> Throughput | None:
     """The latest reusable (:func:`reusable`) throughput timed on this machine and device for this backbone,
-    resolution, batch and scratch network (``scratch``: e.g. ``cnn_s@28px``); a quiet one before a
+    resolution, batch (the device's standard batch: others are derived) and scratch network (``scratch``: e.g. ``cnn_s@28px``); a quiet one before a
     :func:`provisional` one."""
     found = [r for r in _mine(state, "throughput")
              if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"], r.get("scratch")) == (
@@ -203,7 +203,8 @@ def show(state: MachineState) -> str:
                      + (f"; a probe's step times replaced the timed figures ({changed} img/s)" if changed else "; timed")
                      + " — " + (f"not reused: {why}" if why else
                                 ("provisional (timed on a busy machine): reused until a timing on a quiet machine replaces it"
-                                 if provisional(r) else "may be reused by later advice with the same device, resolution, batch and scratch network")))
+                                 if provisional(r) else "may be reused by later advice with the same device, resolution and scratch network "
+                                    "(smaller batches derived from it)")))
     for p in found:
         errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items())
         advice = p.get("advice")

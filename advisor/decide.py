@@ -103,9 +103,14 @@ def plan_resolution(image_side: int, book: rules_mod.RuleBook, native: bool = Fa
     return int(min(hi, max(lo, 32 * round(image_side / 32))))
 
 
+def standard_batch_size(hw: Hardware, book: rules_mod.RuleBook) -> int:
+    """The rules' batch size for the device: what throughput is timed and recorded at."""
+    return int(book.settings.batch_size_gpu if hw.device == "cuda" else book.settings.batch_size_cpu)
+
+
 def plan_batch_size(hw: Hardware, n_images: int, book: rules_mod.RuleBook) -> int:
-    size = book.settings.batch_size_gpu if hw.device == "cuda" else book.settings.batch_size_cpu
-    return int(max(1, min(size, n_images)))
+    """The batch training uses: the standard one, or every image when there are fewer."""
+    return int(max(1, min(standard_batch_size(hw, book), n_images)))
 
 
 def _facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | None],

@@ -15,7 +15,7 @@ from . import api, calibration, engine, fe_accuracy, forecast, images, learned, 
 from . import backbone as bb
 from . import registry
 from . import rules as rules_mod
-from .decide import decide, plan_resolution
+from .decide import decide, plan_resolution, standard_batch_size
 from .errors import AdvisorError
 from .scan import scan
 from .state import MachineState
@@ -342,7 +342,8 @@ def probe(
             calibration.record_probe(state, {**observed, "advice": {"before": rec.strategy, "after": after.strategy}}, hw)
     new_tp, changes, what = probed_throughput(rec, runs, hw, book, load, backbone)
     if new_tp is not None and save:
-        calibration.record_throughput(state, new_tp, hw, backbone, api.scratch_key(rec.facts, book), changes)
+        calibration.record_throughput(state, new_tp.at_batch(standard_batch_size(hw, book)), hw, backbone,
+                                      api.scratch_key(rec.facts, book), changes)  # records are kept at the standard batch
     result = result.model_copy(update={"throughput_record": what if save or new_tp is None else what + " (not saved)"})
     if save:
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}

@@ -26,6 +26,10 @@ class MachineState:
     model_path: Path = PACKAGED_MODEL  # the learned model's joblib file
     machine: str = field(default_factory=socket.gethostname)  # records of other machines sharing ``home`` are ignored
 
+    def __post_init__(self) -> None:  # paths may be given as strings
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        object.__setattr__(self, "model_path", Path(self.model_path).expanduser())
+
     @property
     def db_path(self) -> Path:
         """The SQLite database of throughput records, probe records and probe results."""

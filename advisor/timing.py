@@ -181,6 +181,24 @@ def quick_check(strat: Strategy, resolution: int, batch_size: int, hw: Hardware,
     return batch_size / min(times), clock.other_load()
 
 
+SMALL_BATCH = 8  # the second batch size all-layer training is timed at, to derive the others
+
+
+def step_overhead(strat: Strategy, resolution: int, batch_size: int, images_per_second: float, hw: Hardware,
+                  backbone: str = bb.DEFAULT_BACKBONE) -> float | None:
+    """A training step's fixed cost in images' worth of work, ``c`` in ``step time ∝ c + batch``: from
+    ``images_per_second`` at ``batch_size`` and a quick timing at :data:`SMALL_BATCH`. None when the batch is
+    already that small or the two timings contradict the model (a smaller batch faster per image)."""
+    if batch_size <= SMALL_BATCH:
+        return None
+    small, _ = quick_check(strat, resolution, SMALL_BATCH, hw, backbone)
+    t_big, t_small = batch_size / images_per_second, SMALL_BATCH / small
+    per_image = (t_big - t_small) / (batch_size - SMALL_BATCH)
+    if per_image <= 0:
+        return None
+    return round(min(max(0.0, t_small / per_image - SMALL_BATCH), 4.0 * batch_size), 1)
+
+
 def strategy_configs(resolution: int, n_images: int, scratch_resolution: int | None = None,
                      ) -> dict[str, tuple[Strategy, int]]:
     """The configurations advisor plans for data of ``n_images``: each strategy at ``resolution``, scratch's
