@@ -37,8 +37,12 @@ def profile(data: str | os.PathLike) -> DataProfile:
     return profile_scan(scan(data))
 
 
+FIRST_TIMING_SECONDS = 20.0  # what timing this machine may cost a recommendation, retries aside
+
+
 def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE,
-                       scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1) -> Throughput:
+                       scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1,
+                       budget_seconds: float | None = FIRST_TIMING_SECONDS) -> Throughput:
     """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.timing`): interleaved
     rounds, the others' load measured alongside, figures checked for plausibility and re-timed ``retries``
     times when implausible.
@@ -47,24 +51,26 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     own side; default ``resolution``), the others at ``resolution``. Steps are timed at the planned
     ``batch_size``: a smaller batch is quicker to time but slower per image (on a quiet 2-core CPU, batch 8
     timed 0.46–0.58× the images/s of real training at batch 32, batch 32 within 5 %; ``benchmarks/timing_batch.py``).
-    All-layer training is also timed at :data:`timing.SMALL_BATCH`, which gives the step's fixed cost
-    (:attr:`Throughput.step_overhead`) from which :meth:`Throughput.at_batch` derives other batch sizes.
+    All-layer training is also timed at :data:`timing.SMALL_BATCH`, which gives how images/s scale with the
+    batch (:attr:`Throughput.batch_exponent`), from which :meth:`Throughput.at_batch` derives other batch sizes.
+    ``budget_seconds`` bounds each attempt (fewer steps and rounds on a slow machine, the spread then stated).
     """
     configs = timing.strategy_configs(resolution, n_images, scratch_resolution)
     for _ in range(retries + 1):
-        result = timing.time_configurations(configs, batch_size, hw, backbone)
+        result = timing.time_configurations(configs, batch_size, hw, backbone,
+                                            budget_seconds=budget_seconds and 0.8 * budget_seconds)
         if result.conditions.plausible:
             break
     scratch, scratch_res = configs["scratch"]
     retrain, _ = configs["retrain"]
     t0 = time.perf_counter()
-    overhead = timing.step_overhead(retrain, resolution, batch_size, result.images_per_second["retrain"], hw, backbone)
+    alpha = timing.batch_exponent(retrain, resolution, batch_size, result.images_per_second["retrain"], hw, backbone)
     extra = time.perf_counter() - t0
     return Throughput(
-        resolution=resolution, batch_size=batch_size, images_per_second=result.images_per_second, step_overhead=overhead,
+        resolution=resolution, batch_size=batch_size, images_per_second=result.images_per_second, batch_exponent=alpha,
         detail=f"batch {batch_size}, {resolution}px (scratch: {scratch.arch} at {scratch_res}px), on {hw.name}; "
                + timing.describe(result.conditions)
-               + ("" if overhead is None else f"; a step's fixed cost ≈ {overhead:.0f} images of work (timed at batch {timing.SMALL_BATCH})"),
+               + ("" if alpha is None else f"; images/s ∝ batch^{alpha:.2f} (all-layer training also timed at batch {timing.SMALL_BATCH})"),
         seconds=round(result.conditions.seconds + extra, 2), origin="timed now", conditions=result.conditions,
         problems=timing.problems_of(result.conditions) + result.problems,
     )
@@ -299,10 +305,12 @@ def _timed_throughput(state: MachineState, facts: DataFacts, hw: Hardware, backb
         log(f"throughput at {res}px {cached.origin}, checked {age:.0f} s ago in this process")
         return seen[1].model_copy(update={"origin": seen[1].origin + f" ({age:.0f} s ago, in this process)"})
     if cached:
-        # checked at the small batch when the record knows how figures scale with the batch: a quarter of the work
-        small = min(cached.batch_size, timing.SMALL_BATCH) if cached.step_overhead is not None else cached.batch_size
-        check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, small, hw, backbone)
-        recorded = cached.at_batch(small).images_per_second["retrain"]
+        load = timing.current_load()  # a busy machine keeps the record without a training step
+        if load is None or load <= timing.BUSY_LOAD:
+            # checked at the small batch when the record knows how figures scale with the batch: less work
+            small = min(cached.batch_size, timing.SMALL_BATCH) if cached.batch_exponent is not None else cached.batch_size
+            check, load = timing.quick_check(registry.resolve("retrain", res, 0), res, small, hw, backbone)
+            recorded = cached.at_batch(small).images_per_second["retrain"]
         if load is not None and load > timing.BUSY_LOAD:
             log(f"throughput at {res}px {cached.origin} (the machine is busy now, so the record stands)")
             kept = cached.model_copy(update={"origin": cached.origin + f"; kept: the machine is busy now (other processes use {load:.0%} of the CPUs)"})
@@ -317,7 +325,7 @@ def _timed_throughput(state: MachineState, facts: DataFacts, hw: Hardware, backb
             return confirmed
         else:
             log(f"the record of throughput at {res}px is far from a quick check now ({check:.0f} img/s vs {recorded:.0f} recorded): timing again")
-    log(f"timing training steps of each strategy at {res}px on {hw.name} …")
+    log(f"timing training steps of each strategy at {res}px on {hw.name} (fewer steps on a slow machine, to keep near {FIRST_TIMING_SECONDS:.0f} s) …")
     throughput = measure_throughput(hw, res, batch, backbone, scratch_resolution=scratch_res, n_images=facts.n_images)
     if not throughput.conditions.plausible:
         log(f"  done ({throughput.seconds:.1f} s); not recorded: " + "; ".join(throughput.problems))

@@ -24,6 +24,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from . import calibration, datasets, store
 from .state import PACKAGED_MODEL
@@ -224,7 +225,8 @@ class StrategyModel:
         if not hasattr(self, "estimators_"):
             raise RuntimeError("StrategyModel is not fitted yet; call fit first.")
         Xc = self._columns(X)
-        return self.inverse(np.column_stack([e.predict(Xc) for e in self.estimators_]))
+        with threadpool_limits(1, user_api="openmp"):  # a few rows: threads only wait for each other, more so on a busy machine
+            return self.inverse(np.column_stack([e.predict(Xc) for e in self.estimators_]))
 
     def interval(self, normalised: np.ndarray, widen: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """The interval around normalised predictions: ± the half-width on the model's scale, × ``widen``; its

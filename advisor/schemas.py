@@ -118,25 +118,25 @@ class Throughput(BaseModel):
     origin: str = Field("timed now", description="'timed now', 'from a record of <date>', a profile, or an estimate's basis")
     conditions: TimingConditions | None = None
     problems: list[str] = Field(default_factory=list, description="why the figures may not be trusted")
-    step_overhead: float | None = Field(None, description="each step's fixed cost in images' worth of work, from "
-                                        "all-layer training timed at two batch sizes (None: not timed)")
+    batch_exponent: float | None = Field(None, description="images/s ∝ batch^this, from all-layer training timed at "
+                                         "two batch sizes (None: not timed)")
 
     def at_batch(self, batch_size: int) -> "Throughput":
-        """The figures at another batch size, derived from :attr:`step_overhead` (a step costs ``c + b`` images'
-        worth of work, so images/s scale by ``b/(b + c) ÷ B/(B + c)``), so a new data size needs no new timing.
-        Unchanged, with a note, when the overhead was not timed."""
+        """The figures at another batch size, derived from :attr:`batch_exponent` (images/s scale by
+        ``(b/B)^α``: a small batch pays a step's fixed costs with fewer images, a large one may outgrow the
+        caches), so a new data size needs no new timing. Unchanged, with a note, when α was not timed."""
         if batch_size == self.batch_size:
             return self
-        c = self.step_overhead
-        if c is None:
+        a = self.batch_exponent
+        if a is None:
             return self.model_copy(update={"batch_size": batch_size, "detail": self.detail +
                                             f"; timed at batch {self.batch_size}, used as is at batch {batch_size}"})
-        factor = (batch_size / (batch_size + c)) / (self.batch_size / (self.batch_size + c))
+        factor = (batch_size / self.batch_size) ** a
         return self.model_copy(update={
             "batch_size": batch_size,
             "images_per_second": {s: round(v * factor, 2) for s, v in self.images_per_second.items()},
             "detail": self.detail + f"; derived for batch {batch_size} from batch {self.batch_size} "
-                                    f"(×{factor:.2f}: a step's fixed cost ≈ {c:.0f} images of work)"})
+                                    f"(×{factor:.2f}: images/s ∝ batch^{a:.2f})"})
 
 
 class Settings(BaseModel):

@@ -10,6 +10,7 @@ and the figures plausible; only such timings are stored for reuse (:mod:`advisor
 from __future__ import annotations
 
 import functools
+import math
 import os
 import statistics
 import time
@@ -58,6 +59,13 @@ class CpuClock:
         return max(0.0, min(1.0, (busy - own) / (wall * (os.cpu_count() or 1))))
 
 
+def current_load(seconds: float = 0.5) -> float | None:
+    """Share of all CPUs other processes use now, sampled over ``seconds`` while this one waits."""
+    clock = CpuClock()
+    time.sleep(seconds)
+    return clock.other_load()
+
+
 def matmul_flops(hw: Hardware, n: int | None = None, repeats: int = 20) -> float:
     """The device's dense matrix-product speed in FLOP/s (best of ``repeats``; bf16 on a bf16 GPU). The product
     is large enough to keep the device busy: 4096² on a GPU (a 512² one measured an H100 at 1 % of its peak)."""
@@ -101,33 +109,47 @@ class Timing:
 
 def time_configurations(configs: dict[str, tuple[Strategy, int]], batch_size: int, hw: Hardware,
                         backbone: str = bb.DEFAULT_BACKBONE, rounds: int = ROUNDS, max_rounds: int = MAX_ROUNDS,
-                        min_steps: int = MIN_STEPS, min_seconds: float = MIN_SECONDS) -> Timing:
+                        min_steps: int = MIN_STEPS, min_seconds: float = MIN_SECONDS,
+                        budget_seconds: float | None = None) -> Timing:
     """Time each named (configuration, resolution) in interleaved rounds; keep each one's best round (median
-    step of the round). Rounds are added, up to ``max_rounds``, while the spread is wide or the machine busy."""
+    step of the round). Rounds are added, up to ``max_rounds``, while the spread is wide or the machine busy.
+
+    ``budget_seconds`` bounds the whole timing: after one warm-up step each (which shows what a step costs),
+    the steps per round and the rounds shrink to fit, down to one round of one step (its spread then unknown,
+    so the timing is not called stable; a round of fewer than :data:`MIN_STEPS` steps keeps its fastest)."""
     t0 = time.perf_counter()
     clock = CpuClock()
+    flops = matmul_flops(hw)
     steps = {name: engine.step_fn(strat, res, batch_size, hw, backbone) for name, (strat, res) in configs.items()}
-    for step in steps.values():  # warm-up: first calls allocate, pick kernels and fill caches
-        engine.time_steps(step, 2)
+    warm = {name: sum(engine.time_steps(step, 1 if budget_seconds else 2)) for name, step in steps.items()}  # allocate, pick kernels
+    if budget_seconds is not None:  # what fits: a warm-up step costs at least what a timed one does
+        left = budget_seconds - (time.perf_counter() - t0)
+        per_step = sum(warm.values())
+        min_steps = max(1, min(min_steps, int(left / max(per_step * rounds, 1e-9))))
+        min_seconds = min(min_seconds, max(0.0, left / rounds))
     medians: dict[str, list[float]] = {name: [] for name in steps}
     done = 0
     while True:
+        round_t = time.perf_counter()
         for name, step in steps.items():
-            medians[name].append(statistics.median(engine.time_steps(step, min_steps, min_seconds / len(steps))))
+            times = engine.time_steps(step, min_steps, min_seconds / len(steps))
+            # a round of one or two steps (a tight budget): its fastest step, as quick checks take
+            medians[name].append(statistics.median(times) if len(times) >= MIN_STEPS else min(times))
         done += 1
         spread = max((statistics.median(m) - min(m)) / min(m) for m in medians.values())
         load = clock.other_load()
         busy = load is not None and load > BUSY_LOAD
+        out_of_time = budget_seconds is not None and (
+            time.perf_counter() - t0 + (time.perf_counter() - round_t) > budget_seconds)
         # more rounds help against bursts on a quiet machine; under steady load they only cost time
-        if done >= max_rounds or (done >= rounds and (busy or spread <= WIDE_SPREAD)):
+        if out_of_time or done >= max_rounds or (done >= rounds and (busy or spread <= WIDE_SPREAD)):
             break
     ips = {name: batch_size / min(m) for name, m in medians.items()}
-    flops = matmul_flops(hw)
     problems = plausibility(ips, configs, hw, flops, backbone)
     conditions = TimingConditions(
         other_load=None if load is None else round(load, 3), spread=round(spread, 3), rounds=done,
         steps_per_round=min_steps, matmul_gflops=round(flops / 1e9, 1), seconds=round(time.perf_counter() - t0, 2),
-        quiet=load is None or load <= BUSY_LOAD, stable=spread <= WIDE_SPREAD, plausible=not problems,
+        quiet=load is None or load <= BUSY_LOAD, stable=done >= 2 and spread <= WIDE_SPREAD, plausible=not problems,
     )
     return Timing({n: round(v, 2) for n, v in ips.items()}, conditions, problems)
 
@@ -166,37 +188,37 @@ def problems_of(conditions: TimingConditions) -> list[str]:
     if not conditions.quiet:
         out.append(f"the machine was busy while timing (other processes used {conditions.other_load:.0%} of the CPUs): "
                    "the times are those of a machine this busy, often 2–3× slower than a quiet one")
-    if not conditions.stable:
+    if conditions.rounds < 2:
+        out.append("one round only (the timing kept to its time limit): its spread is unknown, "
+                   "so a later quick check or a probe's steps confirm it")
+    elif not conditions.stable:
         out.append(f"the timed rounds were uneven (the median round {conditions.spread:.0%} slower than the best)")
     return out
 
 
 def quick_check(strat: Strategy, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
-                ) -> tuple[float, float | None]:
+                warmup: int = 2, steps: int = MIN_STEPS) -> tuple[float, float | None]:
     """A short timing of one configuration (a few steps) to test a stored record: (images/s, others' load)."""
     clock = CpuClock()
     step = engine.step_fn(strat, resolution, batch_size, hw, backbone)
-    engine.time_steps(step, 2)
-    times = engine.time_steps(step, MIN_STEPS, 0.3)
+    engine.time_steps(step, warmup)
+    times = engine.time_steps(step, steps, 0.3)
     return batch_size / min(times), clock.other_load()
 
 
 SMALL_BATCH = 8  # the second batch size all-layer training is timed at, to derive the others
 
 
-def step_overhead(strat: Strategy, resolution: int, batch_size: int, images_per_second: float, hw: Hardware,
-                  backbone: str = bb.DEFAULT_BACKBONE) -> float | None:
-    """A training step's fixed cost in images' worth of work, ``c`` in ``step time ∝ c + batch``: from
-    ``images_per_second`` at ``batch_size`` and a quick timing at :data:`SMALL_BATCH`. None when the batch is
-    already that small or the two timings contradict the model (a smaller batch faster per image)."""
+def batch_exponent(strat: Strategy, resolution: int, batch_size: int, images_per_second: float, hw: Hardware,
+                   backbone: str = bb.DEFAULT_BACKBONE) -> float | None:
+    """``α`` in ``images/s ∝ batch^α``, from ``images_per_second`` at ``batch_size`` and a quick timing at
+    :data:`SMALL_BATCH` (kept within ±1); None when the batch is already that small. On a 2-core CPU α was
+    about +0.5 at 64 px (fixed costs per step) and below 0 at 224 px (a large batch outgrows the caches)."""
     if batch_size <= SMALL_BATCH:
         return None
-    small, _ = quick_check(strat, resolution, SMALL_BATCH, hw, backbone)
-    t_big, t_small = batch_size / images_per_second, SMALL_BATCH / small
-    per_image = (t_big - t_small) / (batch_size - SMALL_BATCH)
-    if per_image <= 0:
-        return None
-    return round(min(max(0.0, t_small / per_image - SMALL_BATCH), 4.0 * batch_size), 1)
+    small, _ = quick_check(strat, resolution, SMALL_BATCH, hw, backbone, warmup=1, steps=2)
+    alpha = math.log(images_per_second / small) / math.log(batch_size / SMALL_BATCH)
+    return round(min(1.0, max(-1.0, alpha)), 3)
 
 
 def strategy_configs(resolution: int, n_images: int, scratch_resolution: int | None = None,

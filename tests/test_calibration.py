@@ -58,30 +58,28 @@ def test_a_new_data_size_derives_its_batch_from_the_record_instead_of_timing_aga
     first = advisor.recommend(n_images=18, **args)
     tp = first.throughput
     assert tp.batch_size == 18 and tp.origin == "timed now" and tp.seconds > 0
-    assert tp.step_overhead is None or tp.step_overhead >= 0
-    if tp.step_overhead is not None:
-        assert "derived for batch 18 from batch 32" in tp.detail
+    assert tp.batch_exponent is not None and -1 <= tp.batch_exponent <= 1  # batch 32 and batch 8 both timed
+    assert "derived for batch 18 from batch 32" in tp.detail
     if not tp.conditions.plausible:
         return  # implausible figures are never stored
     second = advisor.recommend(n_images=19, **args)
     assert second.throughput.batch_size == 19
     if second.throughput.seconds == 0:  # reused (a provisional record is re-timed once on a quiet machine)
-        c = tp.step_overhead or 0.0
-        ratio = (19 / (19 + c)) / (18 / (18 + c))
+        ratio = (19 / 18) ** tp.batch_exponent
         for s, v in tp.images_per_second.items():
             assert second.throughput.images_per_second[s] == pytest.approx(v * ratio, rel=0.01)
     else:
         assert not tp.conditions.quiet and second.throughput.conditions.quiet
 
 
-def test_figures_at_another_batch_follow_the_step_overhead():
+def test_figures_at_another_batch_follow_the_batch_exponent():
     tp = Throughput(resolution=64, batch_size=32, images_per_second={"retrain": 100.0, "scratch": 400.0}, detail="t",
-                    seconds=1.0, step_overhead=16.0)
-    small = tp.at_batch(8)  # a step costs 16 + b images of work: 8/24 ÷ 32/48 = 0.5
+                    seconds=1.0, batch_exponent=0.5)
+    small = tp.at_batch(8)  # (8/32)^0.5 = 0.5
     assert small.images_per_second == {"retrain": 50.0, "scratch": 200.0} and small.batch_size == 8
     assert small.at_batch(32).images_per_second == tp.images_per_second
     assert tp.at_batch(32) is tp
-    untimed = tp.model_copy(update={"step_overhead": None}).at_batch(8)
+    untimed = tp.model_copy(update={"batch_exponent": None}).at_batch(8)
     assert untimed.images_per_second == tp.images_per_second and "used as is at batch 8" in untimed.detail
 
 
