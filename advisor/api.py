@@ -299,6 +299,8 @@ def _timed_throughput(state: MachineState, facts: DataFacts, hw: Hardware, backb
                       res: int, batch: int, scratch_res: int, scratch: str) -> Throughput:
     """This machine's throughput at ``batch``: a reusable record a quick check now agrees with, else timed now."""
     cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, batch, scratch)
+    if cached is None and not target.retime and (why := calibration.skipped_throughput(state, hw, backbone, res, batch, scratch)):
+        log(why)
     key = (str(state.db_path), hw.name, backbone, res, batch, scratch)
     if cached and (seen := _checked.get(key)) and time.monotonic() - seen[0] < RECHECK_SECONDS and seen[1].origin.startswith(cached.origin):
         age = time.monotonic() - seen[0]

@@ -79,14 +79,29 @@ def provisional(record: dict) -> bool:
     return not cond.get("quiet", True)
 
 
+def _key(record: dict) -> tuple:
+    """What a throughput record is for: device, backbone, resolution, batch and scratch network."""
+    return record["device_name"], record["backbone"], record["resolution"], record["batch_size"], record.get("scratch")
+
+
+def skipped_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
+                       scratch: str) -> str | None:
+    """Why the newest throughput record for this configuration may not be reused, when none may (one line);
+    None when there is none, or one may."""
+    same = [r for r in _mine(state, "throughput") if _key(r) == (hw.name, backbone, resolution, batch_size, scratch)]
+    if not same or any(reusable(r) is None for r in same):
+        return None
+    r = max(same, key=lambda r: r["time"])
+    return f"the throughput record of {r['time']}{' (provisional)' if provisional(r) else ''} is not reused: {reusable(r)}"
+
+
 def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
                       scratch: str) -> Throughput | None:
     """The latest reusable (:func:`reusable`) throughput timed on this machine and device for this backbone,
     resolution, batch (the device's standard batch: others are derived) and scratch network (``scratch``: e.g. ``cnn_s@28px``); a quiet one before a
     :func:`provisional` one."""
     found = [r for r in _mine(state, "throughput")
-             if (r["device_name"], r["backbone"], r["resolution"], r["batch_size"], r.get("scratch")) == (
-                 hw.name, backbone, resolution, batch_size, scratch) and reusable(r) is None]
+             if _key(r) == (hw.name, backbone, resolution, batch_size, scratch) and reusable(r) is None]
     if not found:
         return None
     r = max(found, key=lambda r: (not provisional(r), r["time"]))
@@ -198,11 +213,15 @@ def show(state: MachineState) -> str:
         age = (now - datetime.fromisoformat(r["time"])).total_seconds() / 86400
         why = reusable(r, now)
         changed = ", ".join(f"{s} {a:.0f} → {b:.0f}" for s, (a, b) in r.get("changes", {}).items())
+        quiet_after = [o["time"] for o in records if _key(o) == _key(r) and o["time"] > r["time"]
+                       and not provisional(o) and reusable(o, now) is None]
         lines.append(f"  throughput {r['time']} ({age:.1f} days ago) {r['device_name']}, {r['backbone']} at {r['resolution']}px "
                      f"batch {r['batch_size']}: {ips} img/s"
                      + (f"; a probe's step times replaced the timed figures ({changed} img/s)" if changed else "; timed")
                      + " — " + (f"not reused: {why}" if why else
-                                ("provisional (timed on a busy machine): reused until a timing on a quiet machine replaces it"
+                                (f"provisional (timed on a busy machine), replaced by the quiet record of {quiet_after[0]}"
+                                 if provisional(r) and quiet_after else
+                                 "provisional (timed on a busy machine): reused until a timing on a quiet machine replaces it"
                                  if provisional(r) else "may be reused by later advice with the same device, resolution and scratch network "
                                     "(smaller batches derived from it)")))
     for p in found:

@@ -149,7 +149,7 @@ def test_probes_of_unrelated_data_never_move_the_advice(change):
 @pytest.mark.slow
 def test_a_quiet_probes_step_times_replace_the_throughput_record(digits_dir, tmp_path):
     state = MachineState(home=tmp_path / "home")
-    result = advisor.probe(digits_dir, minutes=5, seconds=15, max_train=100, progress=False, state=state, use_model=False)
+    result = advisor.probe(digits_dir, minutes=5, steps=6, max_train=100, progress=False, state=state, use_model=False)
     planned = result.recommendation.throughput
     records = [r for r in calibration.export(state) if r.get("table") == "throughput"]
     replaced = [r for r in records if r.get("source") == "probe"]

@@ -167,3 +167,21 @@ def test_report_draws_the_advice(digits_dir, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     with pytest.raises(AdvisorError, match="must end in .html or .png"):
         chart.write(tmp_path / "r.pdf", rec, curve)
+
+
+def test_show_names_what_replaced_a_provisional_record_and_old_versions_get_one_line(tmp_path, hw):
+    state = MachineState(home=tmp_path, machine="m")
+    older = _record(device_name=hw.name, quiet=False, other_load=0.6, torch_version="0.0",
+                    time=(datetime.now(timezone.utc) - timedelta(hours=2)).isoformat(timespec="seconds"))
+    calibration._add(state, "throughput", older)
+    why = calibration.skipped_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px")
+    assert why is not None and "\n" not in why and "(provisional)" in why and "version" in why
+    assert calibration.cached_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px") is None
+    busy = _record(device_name=hw.name, quiet=False, other_load=0.6,
+                   time=(datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="seconds"))
+    calibration._add(state, "throughput", busy)
+    assert calibration.skipped_throughput(state, hw, registry.DEFAULT_BACKBONE, 64, 8, "cnn_s@32px") is None
+    assert "reused until a timing on a quiet machine replaces it" in calibration.show(state)
+    quiet = _record(device_name=hw.name)
+    calibration._add(state, "throughput", quiet)
+    assert f"replaced by the quiet record of {quiet['time']}" in calibration.show(state)
