@@ -37,12 +37,12 @@ def profile(data: str | os.PathLike) -> DataProfile:
     return profile_scan(scan(data))
 
 
-FIRST_TIMING_SECONDS = 20.0  # what timing this machine may cost a recommendation, retries aside
+FIRST_TIMING_SECONDS: float | None = 20.0  # what timing this machine may cost a recommendation (None: unbounded)
 
 
 def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE,
                        scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1,
-                       budget_seconds: float | None = FIRST_TIMING_SECONDS) -> Throughput:
+                       budget_seconds: float | None = None) -> Throughput:
     """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.timing`): interleaved
     rounds, the others' load measured alongside, figures checked for plausibility and re-timed ``retries``
     times when implausible.
@@ -53,7 +53,8 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     timed 0.46–0.58× the images/s of real training at batch 32, batch 32 within 5 %; ``benchmarks/timing_batch.py``).
     All-layer training is also timed at :data:`timing.SMALL_BATCH`, which gives how images/s scale with the
     batch (:attr:`Throughput.batch_exponent`), from which :meth:`Throughput.at_batch` derives other batch sizes.
-    ``budget_seconds`` bounds each attempt (fewer steps and rounds on a slow machine, the spread then stated).
+    ``budget_seconds`` bounds each attempt (fewer steps and rounds on a slow machine, the spread then stated);
+    a recommendation's timing uses :data:`FIRST_TIMING_SECONDS`.
     """
     configs = timing.strategy_configs(resolution, n_images, scratch_resolution)
     for _ in range(retries + 1):
@@ -327,8 +328,10 @@ def _timed_throughput(state: MachineState, facts: DataFacts, hw: Hardware, backb
             return confirmed
         else:
             log(f"the record of throughput at {res}px is far from a quick check now ({check:.0f} img/s vs {recorded:.0f} recorded): timing again")
-    log(f"timing training steps of each strategy at {res}px on {hw.name} (fewer steps on a slow machine, to keep near {FIRST_TIMING_SECONDS:.0f} s) …")
-    throughput = measure_throughput(hw, res, batch, backbone, scratch_resolution=scratch_res, n_images=facts.n_images)
+    log(f"timing training steps of each strategy at {res}px on {hw.name}"
+        + (f" (fewer steps on a slow machine, to keep near {FIRST_TIMING_SECONDS:.0f} s) …" if FIRST_TIMING_SECONDS else " …"))
+    throughput = measure_throughput(hw, res, batch, backbone, scratch_resolution=scratch_res, n_images=facts.n_images,
+                                    budget_seconds=FIRST_TIMING_SECONDS)
     if not throughput.conditions.plausible:
         log(f"  done ({throughput.seconds:.1f} s); not recorded: " + "; ".join(throughput.problems))
     else:
