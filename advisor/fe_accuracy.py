@@ -23,6 +23,7 @@ from . import backbone as bb
 from . import engine, images
 from .scan import ScannedData
 from .schemas import Hardware, Quantity
+from .units import Z80
 
 SECONDS_CPU = 2.0  # embedding time the measurement may take on a CPU (the subset is sized to it)
 IMAGES_CPU = 500  # ... and at most this many images there (cross-validation's sampling error ≤ 2.3 points)
@@ -30,7 +31,6 @@ IMAGES_MIN = 100  # never fewer (unless the data has fewer)
 IMAGES_GPU = 20_000  # on a GPU: every image up to this many
 FOLDS = 3
 C = 0.1  # L2 strength of the cross-validated classifier (the engine picks among 0.01–1 on held-out images)
-Z80 = 1.2816
 
 
 def subset_size(n_images: int, hw: Hardware, fe_images_per_second: float | None) -> int:

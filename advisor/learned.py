@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from . import calibration, datasets, store
 from .state import PACKAGED_MODEL
 from .schemas import STRATEGIES, DataFacts, Quantity, Similarity, StrategyName
-from .units import EpochEquivalents
+from .units import Z80, EpochEquivalents
 
 FEATURES = (
     "log_images", "log_classes", "log_per_class", "channels", "similarity",
@@ -420,7 +420,7 @@ class LearnedPredictor:
         mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGIES]), EPS, 1 - EPS)
         self._norm = dict(zip(STRATEGIES, mu))
         span = _span(facts.n_classes)
-        self._sigma = ({"feature_extraction": 0.0} | {s: w / span * (1 + distance) / 1.2816 for s, w in zip(GAINED, self.gain.half_width_)}
+        self._sigma = ({"feature_extraction": 0.0} | {s: w / span * (1 + distance) / Z80 for s, w in zip(GAINED, self.gain.half_width_)}
                        if self.gain is not None else {})  # FE's own uncertainty is common to all: it cancels
         out = {}
         fe_hw = self._fe_half_width(facts)

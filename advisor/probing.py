@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import api, calibration, engine, fe_accuracy, forecast, images, learned, timing
+from . import api, calibration, engine, forecast, images, learned, timing
 from . import backbone as bb
 from . import registry
 from . import rules as rules_mod
@@ -20,7 +20,7 @@ from .errors import AdvisorError
 from .scan import scan
 from .state import MachineState
 from .schemas import STRATEGIES, Hardware, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName, Throughput
-from .units import EpochEquivalents
+from .units import Z80, EpochEquivalents
 
 
 def probe_seconds(rec: Recommendation, fraction: float) -> float:
@@ -146,7 +146,7 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
         return ranking, None, f"The probe cannot judge the recommended {chosen}: its run was too short. {best} is forecast best ({value[best].value:.1%})." + tail
 
     def sigma(q: Quantity) -> float:
-        return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / fe_accuracy.Z80
+        return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / Z80
 
     gap, spread = value[best].value - value[chosen].value, math.hypot(sigma(value[best]), sigma(value[chosen]))
     tied = [s for s in ranking if s != chosen and s in value and abs(value[s].value - value[chosen].value) < 5e-4]

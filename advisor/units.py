@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+Z80 = 1.2816  # the standard normal quantile of an 80 % two-sided interval: half-width = Z80 × σ
+
 
 @dataclass(frozen=True, order=True)
 class EpochEquivalents:

@@ -10,6 +10,7 @@ from advisor import probing
 from advisor.cli import main
 from advisor.state import MachineState
 from advisor.schemas import ProbeResult, Recommendation
+from advisor.units import Z80
 
 from .conftest import copy_tree, snapshot
 
@@ -110,7 +111,7 @@ def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
             assert not r.judged and r.steps < probing.MIN_STEPS and "too short to forecast" in r.note
     chosen = probe.recommendation.strategy
     if chosen in value:  # it disagrees only when a forecast beats the recommendation by more than their uncertainty
-        sigma = [(q.high - q.low) / 2 / 1.2816 if q.low is not None else 0.0 for q in (value[ranked[0]], value[chosen])]
+        sigma = [(q.high - q.low) / 2 / Z80 if q.low is not None else 0.0 for q in (value[ranked[0]], value[chosen])]
         assert probe.agrees == (value[ranked[0]].value - value[chosen].value <= math.hypot(*sigma))
     assert set(probe.model_errors or {}) == {r.strategy for r in probe.runs if r.judged and r.viable}
     # --steps: every trained strategy ran exactly 12 steps however busy the machine, enough to forecast from
