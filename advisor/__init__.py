@@ -8,7 +8,7 @@ torch on first use, so importing advisor, its schemas, rules and decision code s
 from .errors import AdvisorError, BackboneError, BudgetError, DataError, RulesError
 from .schemas import DataFacts, DataProfile, ProbeResult, Quantity, Recommendation, Similarity, StrategyEstimate
 
-_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "api", "probe": "probing"}
+_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "throughput", "probe": "probing"}
 
 __all__ = [
     "recommend", "profile", "probe", "measure_throughput",

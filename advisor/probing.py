@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 from . import api, calibration, engine, forecast, images, learned, timing
 from . import backbone as bb
 from . import registry
-from . import rules as rules_mod
-from .decide import decide, plan_resolution, standard_batch_size
+from .decide import decide, standard_batch_size
+from . import throughput as throughput_mod
 from .errors import AdvisorError
 from .scan import scan
 from .state import MachineState
-from .schemas import STRATEGIES, Hardware, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName, Throughput
+from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
 from .units import Z80, EpochEquivalents
 
 
@@ -162,47 +162,6 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
     return ranking, gap <= spread, verdict + tail
 
 
-def probed_throughput(rec: Recommendation, runs: list[ProbeRun], hw: Hardware, book: rules_mod.RuleBook,
-                      load: float | None, backbone: str = bb.DEFAULT_BACKBONE,
-                      ) -> tuple[Throughput | None, dict[StrategyName, tuple[float, float]], str]:
-    """The recommendation's throughput with the probe's own step times in place of the timed figures, for each
-    trained strategy the probe ran in the timed configuration (network, resolution, batch) for three steps or
-    more: (the new throughput, or None when nothing may be replaced; each replaced strategy's (timed, probed)
-    images/s; a line saying what happened). Only a throughput timed on this device, probed on a quiet machine,
-    with plausible figures after the replacement, is replaced. Feature extraction keeps its timed figure: its
-    probe is one pass that includes loading the network."""
-    tp = rec.throughput
-    if tp is None or tp.conditions is None or rec.hardware.name != hw.name:
-        return None, {}, "the plan's throughput was not timed on this device, so the probe changed no record"
-    if not (tp.conditions.quiet and tp.conditions.plausible):  # the figures it keeps would pass as quiet ones
-        return None, {}, "the plan's throughput was timed on a busy machine or is implausible, so the probe completes no record"
-    if load is not None and load > timing.BUSY_LOAD:
-        return None, {}, (f"the machine was busy during the probe (other processes used {load:.0%} of the CPUs): "
-                          "its step times did not replace the throughput record")
-    configs = timing.strategy_configs(tp.resolution, rec.facts.n_images,
-                                      plan_resolution(rec.facts.resolution, book, native=True))
-    ips, changes = dict(tp.images_per_second), {}
-    for r in runs:
-        strat, side = configs[r.strategy]
-        if strat.trains_backbone and r.step_images_per_second and (r.variant, r.resolution, r.batch_size) == (
-                strat.variant, side, tp.batch_size):
-            changes[r.strategy] = (ips[r.strategy], r.step_images_per_second)
-            ips[r.strategy] = r.step_images_per_second
-    if not changes:
-        return None, {}, (f"no probe run trained a timed configuration ({tp.resolution}px, batch {tp.batch_size}) long "
-                          "enough: the throughput record stands")
-    problems = timing.plausibility(ips, configs, hw, tp.conditions.matmul_gflops * 1e9, backbone)
-    changed = ", ".join(f"{s} {a:.0f} → {b:.0f}" for s, (a, b) in changes.items())
-    if problems:
-        return None, changes, f"the probe's step times ({changed} img/s) are implausible, so they replaced nothing: " + "; ".join(problems)
-    new = tp.model_copy(update={
-        "images_per_second": ips, "seconds": 0.0, "origin": "measured by a probe's training steps",
-        "detail": tp.detail + f"; {', '.join(changes)} replaced by a probe's step times at batch {tp.batch_size}",
-        "conditions": tp.conditions.model_copy(update={"other_load": load, "quiet": True, "plausible": True}),
-        "problems": []})
-    return new, changes, f"the probe's step times replace the timed throughput ({changed} img/s)"
-
-
 def probe(
     data: str | os.PathLike,
     *,
@@ -340,10 +299,10 @@ def probe(
                                            "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
         if save:
             calibration.record_probe(state, {**observed, "advice": {"before": rec.strategy, "after": after.strategy}}, hw)
-    new_tp, changes, what = probed_throughput(rec, runs, hw, book, load, backbone)
+    new_tp, changes, what = throughput_mod.from_probe(rec, runs, hw, book, load, backbone)
     if new_tp is not None and save:
         calibration.record_throughput(state, new_tp.at_batch(standard_batch_size(hw, book)), hw, backbone,
-                                      api.scratch_key(rec.facts, book), changes)  # records are kept at the standard batch
+                                      throughput_mod.scratch_key(rec.facts, book), changes)  # records are kept at the standard batch
     result = result.model_copy(update={"throughput_record": what if save or new_tp is None else what + " (not saved)"})
     if save:
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}

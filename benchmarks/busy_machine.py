@@ -11,7 +11,7 @@ With ``--hogs`` CPU-bound processes running beside it and a fresh ``ADVISOR_HOME
    costs one more timing).
 
 Before the processes start, on the quiet machine: a first numbers-only call for 10k images at 64 px with the
-bounded first timing (``api.FIRST_TIMING_SECONDS``), beside the same call with the full, unbounded timing.
+bounded first timing (``throughput.FIRST_TIMING_SECONDS``), beside the same call with the full, unbounded timing.
 
 Goal: the 2nd and 3rd commands take ≤ 30 % of the 1st; the 100 calls ≤ 60 s in all; quiet, the bounded
 timing keeps near its budget and advises as the full one does (same strategy, epochs within ±25 %).
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import advisor
-from advisor import api
+from advisor import throughput
 from advisor.schemas import STRATEGIES
 from advisor.state import MachineState
 
@@ -79,13 +79,13 @@ def main() -> None:
         t = time.perf_counter()
         bounded = advisor.recommend(**quiet, state=MachineState(home=Path(tmp) / "bounded"))
         bounded_s = time.perf_counter() - t
-        budget, api.FIRST_TIMING_SECONDS = api.FIRST_TIMING_SECONDS, None
+        budget, throughput.FIRST_TIMING_SECONDS = throughput.FIRST_TIMING_SECONDS, None
         try:
             t = time.perf_counter()
             full = advisor.recommend(**quiet, state=MachineState(home=Path(tmp) / "full"))
             full_s = time.perf_counter() - t
         finally:
-            api.FIRST_TIMING_SECONDS = budget
+            throughput.FIRST_TIMING_SECONDS = budget
     with tempfile.TemporaryDirectory() as tmp:
         folders, home = photo_folders(Path(tmp)), Path(tmp) / "home"
         hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]

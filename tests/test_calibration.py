@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import advisor
 from advisor.units import EpochEquivalents
-from advisor import calibration, cells, learned, probing, registry, rules, timing
+from advisor import calibration, cells, learned, registry, rules, throughput, timing
 from advisor.cli import main
 from advisor.schemas import DataFacts, ProbeRun, Throughput
 from advisor.state import MachineState
@@ -183,12 +183,12 @@ def test_busy_or_mismatched_probes_replace_nothing(hw):
                         step_images_per_second=ips, variant=retrain.variant, batch_size=batch, resolution=side, curve=[])
 
     same = tp.images_per_second["retrain"]
-    new, changes, what = probing.probed_throughput(rec, [run(same * 1.1)], hw, book, load=0.0)
+    new, changes, what = throughput.from_probe(rec, [run(same * 1.1)], hw, book, load=0.0)
     assert new is not None and changes == {"retrain": (same, same * 1.1)} and new.images_per_second["retrain"] == same * 1.1
     assert new.images_per_second["feature_extraction"] == tp.images_per_second["feature_extraction"]
-    assert probing.probed_throughput(rec, [run(same)], hw, book, load=0.9)[0] is None  # busy while probing
-    assert probing.probed_throughput(rec, [run(same, batch=tp.batch_size // 2)], hw, book, load=0.0)[0] is None
-    assert probing.probed_throughput(rec, [run(same, side=32)], hw, book, load=0.0)[0] is None
+    assert throughput.from_probe(rec, [run(same)], hw, book, load=0.9)[0] is None  # busy while probing
+    assert throughput.from_probe(rec, [run(same, batch=tp.batch_size // 2)], hw, book, load=0.0)[0] is None
+    assert throughput.from_probe(rec, [run(same, side=32)], hw, book, load=0.0)[0] is None
     # retrain faster than feature extraction's forward pass alone cannot be right
-    new, _, what = probing.probed_throughput(rec, [run(tp.images_per_second["feature_extraction"] * 3)], hw, book, load=0.0)
+    new, _, what = throughput.from_probe(rec, [run(tp.images_per_second["feature_extraction"] * 3)], hw, book, load=0.0)
     assert new is None and "implausible" in what
