@@ -68,8 +68,8 @@ def test_a_new_data_size_derives_its_batch_from_the_record_instead_of_timing_aga
         ratio = (19 / 18) ** tp.batch_exponent
         for s, v in tp.images_per_second.items():
             assert second.throughput.images_per_second[s] == pytest.approx(v * ratio, rel=0.01)
-    else:
-        assert not tp.conditions.quiet and second.throughput.conditions.quiet
+    else:  # timed again only to replace a provisional record on a quiet machine, or one a quick check found far off
+        assert second.throughput.origin == "timed now"
 
 
 def test_figures_at_another_batch_follow_the_batch_exponent():
