@@ -84,11 +84,17 @@ def _key(record: dict) -> tuple:
     return record["device_name"], record["backbone"], record["resolution"], record["batch_size"], record.get("scratch")
 
 
+def _throughput_records(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
+                        scratch: str) -> list[dict]:
+    """This machine's throughput records for one configuration, reusable or not."""
+    return [r for r in _mine(state, "throughput") if _key(r) == (hw.name, backbone, resolution, batch_size, scratch)]
+
+
 def skipped_throughput(state: MachineState, hw: Hardware, backbone: str, resolution: int, batch_size: int,
                        scratch: str) -> str | None:
     """Why the newest throughput record for this configuration may not be reused, when none may (one line);
     None when there is none, or one may."""
-    same = [r for r in _mine(state, "throughput") if _key(r) == (hw.name, backbone, resolution, batch_size, scratch)]
+    same = _throughput_records(state, hw, backbone, resolution, batch_size, scratch)
     if not same or any(reusable(r) is None for r in same):
         return None
     r = max(same, key=lambda r: r["time"])
@@ -100,8 +106,7 @@ def cached_throughput(state: MachineState, hw: Hardware, backbone: str, resoluti
     """The latest reusable (:func:`reusable`) throughput timed on this machine and device for this backbone,
     resolution, batch (the device's standard batch: others are derived) and scratch network (``scratch``: e.g. ``cnn_s@28px``); a quiet one before a
     :func:`provisional` one."""
-    found = [r for r in _mine(state, "throughput")
-             if _key(r) == (hw.name, backbone, resolution, batch_size, scratch) and reusable(r) is None]
+    found = [r for r in _throughput_records(state, hw, backbone, resolution, batch_size, scratch) if reusable(r) is None]
     if not found:
         return None
     r = max(found, key=lambda r: (not provisional(r), r["time"]))

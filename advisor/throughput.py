@@ -34,8 +34,8 @@ def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone:
     times when implausible.
 
     Scratch is timed on the network the registry sizes to ``n_images`` at ``scratch_resolution`` (the images'
-    own side; default ``resolution``), the others at ``resolution``. Steps are timed at the planned
-    ``batch_size``: a smaller batch is quicker to time but slower per image (on a quiet 2-core CPU, batch 8
+    own side; default ``resolution``), the others at ``resolution``. Steps are timed at ``batch_size``
+    (a recommendation passes the device's standard batch): a smaller batch is quicker to time but slower per image (on a quiet 2-core CPU, batch 8
     timed 0.46–0.58× the images/s of real training at batch 32, batch 32 within 5 %; ``benchmarks/timing_batch.py``).
     All-layer training is also timed at :data:`timing.SMALL_BATCH`, which gives how images/s scale with the
     batch (:attr:`Throughput.batch_exponent`), from which :meth:`Throughput.at_batch` derives other batch sizes.
@@ -100,7 +100,7 @@ _checked: dict[tuple, tuple[float, Throughput]] = {}  # (home, device, backbone,
 
 
 def acquire(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, backbone: str, log: Log,
-                target: Target | None = None) -> Throughput:
+            target: Target | None = None) -> Throughput:
     """Throughput at the planned resolution: from the target's hardware profile when there is one; else this
     machine's record when it is reusable and a quick check now agrees with it (a provisional record, timed on a
     busy machine, is kept while the machine is busy and timed again once it is quiet); else timed now and, when
@@ -117,12 +117,12 @@ def acquire(state: MachineState, facts: DataFacts, hw: Hardware, book: rules_mod
         return profiles.throughput(target.profile, res, batch, facts.n_images, scratch_res, target.origin)
     planned, batch = plan_batch_size(hw, facts.n_images, book), standard_batch_size(hw, book)
     throughput = _recorded_or_timed(state, facts, hw, backbone, log, target, res, batch, scratch_res,
-                                   scratch_key(facts, book))
+                                    scratch_key(facts, book))
     return throughput.at_batch(planned)
 
 
 def _recorded_or_timed(state: MachineState, facts: DataFacts, hw: Hardware, backbone: str, log: Log, target: Target,
-                      res: int, batch: int, scratch_res: int, scratch: str) -> Throughput:
+                       res: int, batch: int, scratch_res: int, scratch: str) -> Throughput:
     """This machine's throughput at ``batch``: a reusable record a quick check now agrees with, else timed now."""
     cached = None if target.retime else calibration.cached_throughput(state, hw, backbone, res, batch, scratch)
     if cached is None and not target.retime and (why := calibration.skipped_throughput(state, hw, backbone, res, batch, scratch)):
@@ -168,8 +168,8 @@ def _recorded_or_timed(state: MachineState, facts: DataFacts, hw: Hardware, back
 
 
 def from_probe(rec: Recommendation, runs: list[ProbeRun], hw: Hardware, book: rules_mod.RuleBook,
-                      load: float | None, backbone: str = bb.DEFAULT_BACKBONE,
-                      ) -> tuple[Throughput | None, dict[StrategyName, tuple[float, float]], str]:
+               load: float | None, backbone: str = bb.DEFAULT_BACKBONE,
+               ) -> tuple[Throughput | None, dict[StrategyName, tuple[float, float]], str]:
     """The recommendation's throughput with the probe's own step times in place of the timed figures, for each
     trained strategy the probe ran in the timed configuration (network, resolution, batch) for three steps or
     more: (the new throughput, or None when nothing may be replaced; each replaced strategy's (timed, probed)
