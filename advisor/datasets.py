@@ -158,6 +158,32 @@ def _clipart(classes: list[str] = CLIPART_CLASSES, cap: int = CLIPART_CAP, max_p
     return x, np.array(y), [c.replace("/", "-") for c in classes]
 
 
+EMOJI_DIR = Path(os.environ.get("ADVISOR_EMOJI_DIR", "/usr/local/share/emoji-datasource-google"))
+EMOJI_VERSION = "16.0.0"
+EMOJI_INSTALL = (f"mkdir -p {EMOJI_DIR} && cd {EMOJI_DIR} && npm pack emoji-datasource-google@{EMOJI_VERSION} && tar xzf "
+                 f"emoji-datasource-google-{EMOJI_VERSION}.tgz --strip-components=1 package/emoji.json package/LICENSE "
+                 f"package/img/google/64 && rm emoji-datasource-google-{EMOJI_VERSION}.tgz")
+
+
+def _emoji() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Noto emoji (images Apache-2.0, the index MIT; npm ``emoji-datasource-google``): 64-px colour drawings
+    classed by their Unicode category (9: smileys, people, animals & nature, food, travel, activities,
+    objects, symbols, flags); one image per emoji (no skin-tone variants), transparency pasted on white."""
+    import json
+
+    index = EMOJI_DIR / "emoji.json"
+    if not index.is_file():
+        raise AdvisorError(f"The Noto emoji images are not installed; run: {EMOJI_INSTALL}")
+    entries = [e for e in json.loads(index.read_text()) if e.get("has_img_google") and e["category"] != "Component"]
+    classes = sorted({e["category"] for e in entries})
+    x, y = [], []
+    for e in sorted(entries, key=lambda e: e["sort_order"]):
+        with Image.open(EMOJI_DIR / "img" / "google" / "64" / e["image"]) as im:
+            x.append(np.array(_rgb(im)))
+        y.append(classes.index(e["category"]))
+    return x, np.array(y), [c.lower().replace(" & ", "-").replace(" ", "-") for c in classes]
+
+
 CRAWL_DIR = Path("/usr/share/crawl/dat/tiles")
 CRAWL_SHEETS = ["feat", "floor", "wall"]  # sheets laid out on a 32-px grid
 
@@ -203,7 +229,7 @@ def load_folder(root: str | os.PathLike) -> tuple[list[np.ndarray], np.ndarray, 
 
 SOURCES: dict[str, Callable[[], tuple[np.ndarray | list[np.ndarray], np.ndarray, list[str]]]] = {
     "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion, "lfw": _lfw, "tuxpaint": _tuxpaint,
-    "clipart": _clipart, "crawl": _crawl, "animals": _animals, "clipart-41": lambda: _clipart(CLIPART_MANY, 60, max_pixels=16e6),
+    "clipart": _clipart, "crawl": _crawl, "animals": _animals, "emoji": _emoji, "clipart-41": lambda: _clipart(CLIPART_MANY, 60, max_pixels=16e6),
 }
 GREYSCALE = {"digits", "mnist", "fashion-mnist", "lfw", "animals"}
 # Class subsets: (parent, classes kept). Each is its own task (other classes, other class count), but shares

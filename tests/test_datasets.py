@@ -25,3 +25,17 @@ def test_the_array_unpickler_refuses_anything_but_numpy_arrays():
     evil = pickle.dumps(os.getcwd)  # any callable other than numpy's reconstructors
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         datasets._ArrayUnpickler(io.BytesIO(evil)).load()
+
+
+@pytest.mark.skipif(not (datasets.EMOJI_DIR / "emoji.json").is_file(), reason="Noto emoji images not installed")
+def test_emoji_loads_one_colour_image_per_emoji_in_nine_categories():
+    x, y, classes = datasets.load("emoji")
+    assert len(classes) == 9 and "animals-nature" in classes and "flags" in classes
+    assert len(x) == len(y) > 1800 and x[0].shape == (64, 64, 3)
+    assert np.bincount(y).min() >= 80
+
+
+def test_a_missing_source_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "EMOJI_DIR", tmp_path)
+    with pytest.raises(datasets.AdvisorError, match="npm pack emoji-datasource-google"):
+        datasets.load("emoji")
