@@ -8,7 +8,7 @@ import warnings
 import click
 
 from . import calibration, datasets, report
-from .registry import BACKBONES, DEFAULT_BACKBONE
+from .registry import BACKBONES, DEFAULT_BACKBONE, STRATEGY_NAMES
 from .errors import AdvisorError, printable
 from .state import MachineState
 
@@ -206,6 +206,75 @@ def hardware_cmd(save_to, device, resolutions, batch, device_name, as_json):
     if save_to:
         profiles.save(prof, save_to)
     click.echo(prof.model_dump_json(indent=1) if as_json else report.hardware_text(prof, save_to))
+
+
+@main.command()
+@click.option("--data", type=click.Path(file_okay=True, dir_okay=True), default=None,
+              help="Folder with one sub-folder per class (or train/ and val/ splits of those).")
+@_budget_options
+@click.option("--strategy", type=click.Choice(list(STRATEGY_NAMES)), default=None, help="Train this strategy instead of the advised one.")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Run folder for the model, its record and its curve (new or empty; default advisor-runs/DATA-STRATEGY-TIME).")
+@click.option("--force", is_flag=True, help="Overwrite the files of an existing run folder.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Continue the unfinished run in this folder with what is left of its budget.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Train on this device (default: CUDA if present).")
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), default=DEFAULT_BACKBONE, show_default=True)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own weights file for the backbone.")
+@click.option("--rules", type=click.Path(dir_okay=False), default=None, help="A rules file instead of rules/default.toml.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--no-model", is_flag=True, help="Advise by the rules alone, without the learned model.")
+@_user_errors
+def train(data, gpu_hours, hours, minutes, strategy, out, force, resume_dir, device, backbone, weights, rules, as_json, no_model):
+    """Train the advised strategy (or --strategy) on --data within the budget; leaves RUN/model.pt and RUN/run.json."""
+    import time
+
+    started = time.perf_counter()  # the budget counts loading torch too
+    from . import training
+
+    if resume_dir:
+        given = [n for n, v in (("--data", data), ("--gpu-hours", gpu_hours), ("--hours", hours), ("--minutes", minutes),
+                                ("--strategy", strategy), ("--out", out)) if v]
+        if given:
+            raise AdvisorError(f"--resume continues a run as it was planned; drop {', '.join(given)}.")
+        result = training.resume(resume_dir, device=device, progress=not as_json, log=_log(as_json), state=MachineState(),
+                                 started=started)
+    else:
+        if not data:
+            raise AdvisorError("Give --data (a folder of images), or --resume RUN_DIR to continue a run.")
+        result = training.train(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, strategy=strategy, out=out, force=force,
+                                device=device, backbone=backbone, weights=weights, rules=rules, use_model=not no_model,
+                                progress=not as_json, log=_log(as_json), state=MachineState(), started=started)
+    click.echo(result.model_dump_json(indent=2) if as_json else report.train_text(result))
+
+
+@main.command()
+@click.option("--model", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run folder of `advisor train`.")
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Folder of images (any layout; class folders give the truth). Default: the run's own held-out images.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Write the CSV here instead of printing it.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@_user_errors
+def predict(run_dir, data, out, device):
+    """Top-1 class and probability for every image under --data, as CSV (path,label,probability,truth)."""
+    from pathlib import Path
+
+    from . import store, training
+
+    if out and data and Path(data).resolve() in Path(out).resolve().parents:
+        raise AdvisorError("--out is inside the data folder; advisor never writes there. Choose another path.")
+    rows = training.predict(run_dir, data, device, progress=bool(out))
+    text = training.predictions_csv(rows)
+    known = [r for r in rows if r.truth is not None]
+    if out:
+        store.atomic_write(Path(out), text)
+        click.echo(f"wrote {len(rows)} predictions to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+    if known:
+        correct = sum(r.label == r.truth for r in known)
+        where = "in class folders" if data else "held out by the run"
+        click.echo(f"accuracy on the {len(known)} images {where}: {correct / len(known):.1%}", err=True)
 
 
 @main.command("demo-data")

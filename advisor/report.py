@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .registry import TITLES
-from .schemas import DataProfile, ProbeResult, Quantity, Recommendation, Similarity
+from .schemas import DataProfile, ProbeResult, Quantity, Recommendation, Similarity, TrainResult
 
 
 def _q(q: Quantity | None, fmt: str = "{:.3g}") -> str:
@@ -141,7 +141,7 @@ def probe_text(p: ProbeResult) -> str:
         weights = p.calibration_weights or {}
         errs = ", ".join(f"{TITLES[s]} {v:+.2f} (weight {weights.get(s, 0):.2f})" for s, v in p.model_errors.items())
         forecasts = any(r.forecast is not None for r in p.runs)
-        lines += ["", f"Calibration: the model's error (normalised accuracy; "
+        lines += ["", "Calibration: the model's error (normalised accuracy; "
                       + ("forecast − model at your budget, feature extraction at the probe's conditions" if forecasts
                          else "at the probe's conditions") + f"): {errs}; "
                       "weights = how far the evidence reaches toward the budget × validation size.",
@@ -152,6 +152,27 @@ def probe_text(p: ProbeResult) -> str:
                 lines.append(f"  {TITLES[e_before.strategy]:<20}{e_before.accuracy.value:.1%} → {e_after.accuracy.value:.1%}")
     if p.stored_at:
         lines.append(f"Saved for calibration: {p.stored_at}")
+    return "\n".join(lines)
+
+
+def train_text(t: TrainResult) -> str:
+    s = t.settings
+    advised = "" if t.strategy == t.recommended else f" (advised: {TITLES[t.recommended]})"
+    q = t.val_accuracy
+    lines = [
+        f"Trained {TITLES[t.strategy]}{advised} [{t.variant}]: {q.value:.1%} on {t.val_images} held-out images "
+        f"(80 % interval {q.low:.1%}–{q.high:.1%}) [measured]",
+        (f"  {t.train_images} training images at {s.resolution}px, {t.steps} steps of batch {t.batch_size}, {t.epochs:g} epochs, "
+         f"{t.images_per_second:.0f} img/s [measured]" if t.strategy != "feature_extraction" else
+         f"  {round(t.epochs * t.train_images)} of {t.train_images} training images embedded at {s.resolution}px in one pass, "
+         f"then a logistic regression [measured]"),
+        f"  time: {duration(t.seconds)} of the {duration(t.budget_seconds)} budget [measured]"
+        + (f", over {t.sessions} sessions (resumed)" if t.sessions > 1 else ""),
+    ]
+    lines += [f"  {note}" for note in t.notes]
+    if t.calibration:
+        lines.append(f"  {t.calibration}")
+    lines.append(f"Model: {t.model_path}  (use: advisor predict --model {t.run_dir} --data FOLDER)")
     return "\n".join(lines)
 
 

@@ -259,3 +259,39 @@ class ProbeResult(BaseModel):
     throughput_record: str | None = Field(None, description="what the probe's step times did to this machine's "
                                           "throughput record (they replace it when the probe ran quietly)")
     stored_at: str | None = None
+
+
+class TrainResult(BaseModel):
+    """What ``advisor train`` did: the strategy trained with the advised settings on all the training images,
+    within the budget, and where the model and its record are."""
+
+    strategy: StrategyName
+    recommended: StrategyName = Field(description="what advisor advised for this data and budget")
+    variant: str = Field(description="the configuration trained, e.g. fine_tune@2 or scratch@cnn_s")
+    run_dir: str
+    model_path: str = Field(description="state dict, network, class names and preprocessing (advisor predict reads it)")
+    settings: Settings
+    classes: list[str]
+    train_images: int
+    val_images: int
+    val_accuracy: Quantity = Field(description="accuracy on the held-out images (the val split, or 20 % of each class)")
+    predicted: Quantity | None = Field(None, description="the accuracy the advice gave this strategy before training")
+    forecast: Quantity | None = Field(None, description="the latest probe's forecast for this strategy on this data, if any")
+    steps: int
+    epochs: float
+    batch_size: int = Field(description="the batch size used at the end (halved on out-of-memory)")
+    images_per_second: float
+    seconds: float = Field(description="wall time spent of the budget, every session of the run together")
+    budget_seconds: float
+    curve: list[tuple[float, float]] = Field(description="(seconds of the budget, validation accuracy) points")
+    sessions: int = Field(1, description="1 + the times the run was resumed")
+    diverged: bool = False
+    calibration: str | None = Field(None, description="how the finished run was stored to calibrate later advice")
+    notes: list[str] = Field(default_factory=list)
+
+
+class Prediction(BaseModel):
+    path: str
+    label: str
+    probability: float
+    truth: str | None = None
