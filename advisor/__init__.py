@@ -1,18 +1,20 @@
 """advisor: how to train an image classifier on your data, budget and hardware — scratch, fine-tune,
 feature extraction or retrain — with short real PyTorch probe runs to check the advice.
 
-The entry points that train or measure (``recommend``, ``probe``, ``profile``, ``measure_throughput``) load
+The entry points that train or measure (``recommend``, ``probe``, ``train``, ``profile``, ``measure_throughput``) load
 torch on first use, so importing advisor, its schemas, rules and decision code stays light.
 """
 
 from .errors import AdvisorError, BackboneError, BudgetError, DataError, RulesError
-from .schemas import DataFacts, DataProfile, ProbeResult, Quantity, Recommendation, Similarity, StrategyEstimate
+from .schemas import (
+    DataFacts, DataProfile, ProbeResult, Quantity, Recommendation, Similarity, StrategyEstimate, TrainResult,
+)
 
-_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "throughput", "probe": "probing"}
+_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "throughput", "probe": "probing", "train": "training"}
 
 __all__ = [
-    "recommend", "profile", "probe", "measure_throughput",
-    "Recommendation", "ProbeResult", "DataProfile", "DataFacts", "Similarity", "StrategyEstimate", "Quantity",
+    "recommend", "profile", "probe", "measure_throughput", "train",
+    "Recommendation", "ProbeResult", "TrainResult", "DataProfile", "DataFacts", "Similarity", "StrategyEstimate", "Quantity",
     "AdvisorError", "DataError", "BudgetError", "BackboneError", "RulesError",
 ]
 __version__ = "0.1.0"

@@ -234,7 +234,8 @@ def show(state: MachineState) -> str:
         advice = p.get("advice")
         changed = ("" if not advice else f"; advice on that data {advice['before']} → {advice['after']}"
                    if advice["before"] != advice["after"] else f"; advice on that data unchanged ({advice['before']})")
-        lines.append(f"  probe {p['time']} on {p['data']}: model error (normalised accuracy) {errs}{changed}")
+        kind = "full run (advisor train)" if p.get("source") == "train" else "probe"
+        lines.append(f"  {kind} {p['time']} on {p['data']}: model error (normalised accuracy) {errs}{changed}")
     for r in measured:
         q = Quantity.model_validate(r["accuracy"])
         lines.append(f"  feature extraction {r['time']} on {r['data']}: {q.value:.1%} measured"

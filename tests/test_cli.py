@@ -17,7 +17,7 @@ from .conftest import copy_tree, snapshot
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["recommend"], ["probe"], ["profile"], ["calibrate"], ["demo-data"]])
+@pytest.mark.parametrize("command", [[]] + [[name] for name in main.commands])
 def test_every_command_has_help(command):
     result = runner.invoke(main, command + ["--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -133,3 +133,14 @@ def test_a_probe_shorter_than_one_pass_still_ends_cleanly(digits_dir):
     assert result.exit_code == 0, result.output
     probe = ProbeResult.model_validate_json(result.stdout)
     assert all(r.steps >= 1 and not r.judged for r in probe.runs if r.strategy != "feature_extraction")
+
+
+def test_train_and_predict_commands_refuse_bad_input_with_one_line(tmp_path, digits_dir):
+    for args, phrase in ((["train", "--minutes", "1"], "Give --data"),
+                         (["train", "--resume", str(tmp_path), "--minutes", "1"], "drop --minutes"),
+                         (["train", "--data", str(digits_dir), "--minutes", "0.01", "--out", str(tmp_path / "r")], "too small"),
+                         (["predict", "--model", str(tmp_path)], "No trained model"),
+                         (["predict", "--model", str(tmp_path), "--data", str(digits_dir), "--out", str(digits_dir / "p.csv")],
+                          "inside the data folder")):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1 and phrase in result.output and "Traceback" not in result.output, args

@@ -1,0 +1,116 @@
+"""advisor train / predict: a real (tiny-budget) run on real images, its time limit, interruption and resume,
+what it leaves, and the errors a user can cause."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from advisor import calibration, engine, training
+from advisor import backbone as bb
+from advisor.errors import AdvisorError, BudgetError
+from advisor.state import MachineState
+
+from .conftest import snapshot
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One advisor home for this module: the second run reuses the first one's timing (faster advice)."""
+    return tmp_path_factory.mktemp("home")
+
+
+def _interrupt_when(path, after: float) -> threading.Thread:
+    """SIGINT this process ``after`` seconds once ``path`` exists (training has begun), as Ctrl-C would."""
+    def wait():
+        while not path.exists():
+            time.sleep(0.1)
+        time.sleep(after)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_run_keeps_to_its_budget_leaves_a_model_and_predict_reproduces_its_accuracy(digits_dir, tmp_path, home):
+    state = MachineState(home=home)
+    before = snapshot(digits_dir)
+    result = training.train(digits_dir, minutes=0.4, strategy="scratch", out=tmp_path / "run", state=state, progress=False)
+    assert result.seconds <= 24 * 1.05  # the limit holds, evaluation and saving included
+    assert result.steps > 10 and result.strategy == "scratch" and result.variant.startswith("scratch@")
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"model.pt", "run.json", "curve.png"}  # no checkpoint left
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+    held_out = training.predict(tmp_path / "run")
+    assert len(held_out) == result.val_images
+    reproduced = np.mean([p.label == p.truth for p in held_out])
+    assert reproduced == pytest.approx(result.val_accuracy.value, abs=1e-4)
+    stored = [p for p in calibration.probes(state) if p.get("source") == "train"]
+    assert len(stored) >= 1 and set(stored[0]["errors"]) == {"scratch"}  # it teaches advisor like a probe
+    assert "full run (advisor train)" in calibration.show(state)
+    assert snapshot(digits_dir) == before  # nothing written into the data folder
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_counts_the_lost_time(digits_dir, tmp_path, monkeypatch, home):
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 2.0)
+    state, run = MachineState(home=home), tmp_path / "run"
+    _interrupt_when(run / "checkpoint.pt", after=3.0)
+    with pytest.raises(AdvisorError, match="--resume"):
+        training.train(digits_dir, minutes=0.4, strategy="scratch", out=run, state=state, progress=False)
+    plan = json.loads((run / "run.json").read_text())
+    assert plan["status"] == "interrupted" and (run / "checkpoint.pt").is_file()
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    # a later heartbeat than the checkpoint (time a kill -9 would lose) is charged to the budget
+    lost = checkpoint["position"]["spent"] + 3.0
+    (run / "progress.json").write_text(json.dumps({"spent": lost, "step": checkpoint["position"]["step"]}))
+    result = training.resume(run, state=state, progress=False)
+    assert result.sessions == 2 and result.steps > checkpoint["position"]["step"]
+    assert result.seconds <= 24 * 1.05 and result.curve[0][0] <= lost  # curve kept from the first session
+    with pytest.raises(AdvisorError, match="finished"):
+        training.resume(run, state=state, progress=False)
+
+
+def test_feature_extraction_writes_its_classifier_into_the_network(digit_tensors, hw):
+    (x_train, y_train), (x_val, y_val) = digit_tensors
+    for classes in (10, 2):  # sklearn keeps a single row for two classes
+        keep, keep_val = y_train < classes, y_val < classes
+        model = bb.create().eval()
+        model.reset_classifier(classes)
+        used = training._linear_head(model, x_train[keep], y_train[keep], classes, hw, bb.DEFAULT_BACKBONE,
+                                     training._Clock(), until=1e9)
+        assert used == int(keep.sum())
+        clf = engine.fit_linear(engine.predict(model, x_train[keep], hw, bb.DEFAULT_BACKBONE, features=True).numpy(),
+                                y_train[keep].numpy())
+        expected = clf.predict(engine.predict(model, x_val[keep_val], hw, bb.DEFAULT_BACKBONE, features=True).numpy())
+        got = engine.predict(model, x_val[keep_val], hw, bb.DEFAULT_BACKBONE).argmax(1).numpy()
+        assert np.mean(got == expected) >= 0.98  # the same classifier, up to float rounding at the boundary
+
+
+def test_bad_runs_fail_with_one_clear_error_before_any_work(digits_dir, tmp_path):
+    state = MachineState(home=tmp_path / "home")
+    with pytest.raises(BudgetError, match="too small"):
+        training.train(digits_dir, minutes=0.01, out=tmp_path / "tiny", state=state)
+    assert not (tmp_path / "tiny").exists()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "something").write_text("x")
+    with pytest.raises(AdvisorError, match="not empty.*--force"):
+        training.train(digits_dir, minutes=1, out=used, state=state)
+    with pytest.raises(AdvisorError, match="inside the data folder"):
+        training.train(digits_dir, minutes=1, out=digits_dir / "run", state=state)
+    with pytest.raises(AdvisorError, match="not a writable folder"):
+        training.train(digits_dir, minutes=1, out=used / "something" / "run", state=state)
+    with pytest.raises(AdvisorError, match="Unknown strategy"):
+        training.train(digits_dir, minutes=1, strategy="transfer", out=tmp_path / "x", state=state)
+    with pytest.raises(AdvisorError, match="no advisor run"):
+        training.resume(used, state=state)
+    with pytest.raises(AdvisorError, match="No trained model"):
+        training.predict(used, digits_dir)
+    (used / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(AdvisorError, match="not an advisor model"):
+        training.predict(used, digits_dir)
