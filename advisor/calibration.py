@@ -30,19 +30,13 @@ def _mine(state: MachineState, kind: str) -> list[dict]:
     """This machine's records of ``kind`` (a table of :mod:`advisor.records`), each checked against its type."""
     if not state.stored():
         return []
-    db = state.database()
-    try:
+    with state.database() as db:
         return db.read(kind, state.machine)
-    finally:
-        db.close()
 
 
 def _add(state: MachineState, kind: str, record: dict) -> None:
-    db = state.database()
-    try:
+    with state.database() as db:
         db.add(kind, record)
-    finally:
-        db.close()
 
 
 RECORD_DAYS = 30  # a throughput record older than this is timed again (drivers, libraries and load change)
@@ -254,21 +248,15 @@ def reset(state: MachineState) -> int:
     """Forget what was recorded on this machine (other machines' records stay); returns how many records went."""
     if not state.stored():
         return 0
-    db = state.database()
-    try:
+    with state.database() as db:
         return db.delete(state.machine)
-    finally:
-        db.close()
 
 
 def export(state: MachineState) -> list[dict]:
     """Everything recorded on this machine, as plain records (``table`` says which kind)."""
     if not state.stored():
         return []
-    db = state.database()
-    try:
-        from .store import TABLES
+    from .store import TABLES
 
+    with state.database() as db:
         return [{"table": t, **r} for t in TABLES for r in db.read(t, state.machine)]
-    finally:
-        db.close()

@@ -306,11 +306,8 @@ def probe(
     result = result.model_copy(update={"throughput_record": what if save or new_tp is None else what + " (not saved)"})
     if save:
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}
-        db = state.database()
-        try:
+        with state.database() as db:
             stored = db.add("probe_result", record)
-        finally:
-            db.close()
         if stored:
             result = result.model_copy(update={"stored_at": f"{state.db_path} (table probe_result)"})
     return result

@@ -286,3 +286,9 @@ class Database:
 
     def close(self) -> None:
         self.con.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
