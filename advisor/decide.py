@@ -170,7 +170,7 @@ def decide(
     epochs = {s: budget_mod.epochs_in(budget.seconds, facts.n_images, ips[s]) if s in ips else None for s in STRATEGIES}
     fact_values = _facts(facts, budget, epochs, (accuracy or {}).get("feature_extraction"))
     outcome = rules_mod.evaluate(book, fact_values)
-    k = EpochEquivalents(epochs["retrain"]) if epochs["retrain"] is not None else None  # retrain's epochs = the budget in k
+    k = EpochEquivalents.from_seconds(budget.seconds, facts.n_images, ips["retrain"]) if "retrain" in ips else None
     predicted = predictor.predict(facts, k) if predictor else {}
     accuracy = {**(accuracy or {}), **predicted}
 

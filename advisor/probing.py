@@ -266,8 +266,7 @@ def probe(
     retrain_ips = by_name["retrain"].images_per_second if "retrain" in by_name else (
         len(train[0]) / engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone))
     epoch_s = len(train[0]) / retrain_ips
-    in_budget = rec.estimate("retrain").epochs_in_budget
-    k_budget = in_budget.value if in_budget else None
+    k_budget = rec.budget_k().value if rec.budget_k() else None
     fe = rec.estimate("feature_extraction").accuracy
     fe = fe if fe is not None and fe.source == "measured" else None  # the gains build on it before and after calibration
     pred = api.predictor(state, use_model, rec.similarity, fe=fe)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (re-exported: cheapest first)
 from .registry import StrategyName
+from .units import EpochEquivalents
 
 Source = Literal["measured", "rule", "estimated", "user", "model", "forecast"]
 
@@ -212,6 +213,11 @@ class Recommendation(BaseModel):
 
     def estimate(self, strategy: StrategyName) -> StrategyEstimate:
         return next(e for e in self.estimates if e.strategy == strategy)
+
+    def budget_k(self) -> EpochEquivalents | None:
+        """The budget in epoch-equivalents (unrounded) at the planned throughput; None when none was measured."""
+        ips = self.throughput.images_per_second.get("retrain") if self.throughput else None
+        return EpochEquivalents.from_seconds(self.budget.seconds, self.facts.n_images, ips) if ips else None
 
 
 class ProbeRun(BaseModel):

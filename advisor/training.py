@@ -294,7 +294,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
     """Everything a resumed session needs to go on exactly as this one would: JSON-able."""
     settings = rec.estimate(name).settings
     strat = registry.resolve(name, settings.resolution, len(train_items), depth=settings.fine_tune_depth)
-    k = rec.estimate("retrain").epochs_in_budget
+    k = rec.budget_k()
     predicted = None
     fe = rec.estimate("feature_extraction").accuracy
     pred = api.predictor(state, use_model, rec.similarity, fe=fe if fe is not None and fe.source == "measured" else None)

@@ -32,9 +32,6 @@ class EpochEquivalents:
         """Passes over the data a strategy makes with this budget at ``speed_ratio`` × retrain's speed."""
         return self.value * speed_ratio
 
-    def seconds(self, n_images: int, retrain_images_per_second: float) -> float:
-        return self.value * n_images / retrain_images_per_second
-
     def share_of(self, target: "EpochEquivalents") -> float:
         """How far this reaches toward ``target`` (0–1)."""
         return 1.0 if target.value <= 0 else min(1.0, self.value / target.value)
