@@ -290,6 +290,23 @@ def _teach(state: MachineState, plan: dict, accuracy: float, k_reached: float | 
             "normalised); later advice on this data takes it into account")
 
 
+def _probe_forecast(state: MachineState, root: str, name: str) -> dict | None:
+    """The latest stored probe's forecast for ``name`` on the data at ``root`` (JSON), if a probe made one."""
+    if not state.stored():
+        return None
+    with state.database() as db:
+        results = db.read("probe_result", state.machine)
+    for r in sorted(results, key=lambda r: r.get("time", ""), reverse=True):
+        theirs = (r.get("recommendation", {}).get("profile") or {}).get("root")
+        if theirs is None or Path(theirs).resolve() != Path(root).resolve():
+            continue
+        found = [run["forecast"] for run in r.get("runs", []) if run.get("strategy") == name and run.get("forecast")]
+        if found:
+            given = r["recommendation"]["budget"]["given_as"]
+            return {**found[0], "detail": f"{found[0]['detail']}; a probe of {r['time'][:16]} for a budget of {given}"}
+    return None
+
+
 def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_items, val_items, state, use_model) -> dict:
     """Everything a resumed session needs to go on exactly as this one would: JSON-able."""
     settings = rec.estimate(name).settings
@@ -309,6 +326,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
             "facts": rec.facts.model_dump(mode="json"), "predicted": (rec.estimate(name).accuracy.model_dump(mode="json")
                                                                       if rec.estimate(name).accuracy else None),
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
+            "forecast": _probe_forecast(state, str(scanned.root), name),
             "train": [(it.path, it.label) for it in train_items], "val": [(it.path, it.label) for it in val_items],
             "train_images": len(train_items), "val_images": len(val_items)}
 
@@ -458,11 +476,16 @@ def _finish(run_dir: Path, plan: dict, hw, clock: _Clock, where: _Position, accu
                         detail=f"on the {n_val} held-out images after training; 80 % interval from their count")
     taught = None if diverged else _teach(state, plan, accuracy, k_reached, hw)
     predicted = Quantity.model_validate(plan["predicted"]) if plan.get("predicted") else None
+    forecast = Quantity.model_validate(plan["forecast"]) if plan.get("forecast") else None
     notes = []
     if diverged:
         notes.append("the training loss became NaN or infinite: the run stopped there and the model is the one it had")
     if name == "feature_extraction" and used < n_train:
         notes.append(f"feature extraction embedded {used} of {n_train} training images before the time limit")
+    if forecast is not None:
+        notes.append(f"the probe forecast {forecast.value:.1%} (for its budget of {forecast.detail.rsplit('for a budget of ', 1)[-1]})"
+                     + (f" ({forecast.low:.1%}–{forecast.high:.1%})" if forecast.low is not None else "")
+                     + f"; reached {accuracy:.1%}")
     if predicted is not None:
         notes.append(f"advised: {predicted.value:.1%}"
                      + (f" ({predicted.low:.1%}–{predicted.high:.1%})" if predicted.low is not None else "")
@@ -470,7 +493,7 @@ def _finish(run_dir: Path, plan: dict, hw, clock: _Clock, where: _Position, accu
     result = TrainResult(
         strategy=name, recommended=plan["recommended"], variant=plan["variant"], run_dir=str(run_dir),
         model_path=str(run_dir / MODEL_FILE), settings=Settings.model_validate(plan["settings"]), classes=plan["classes"],
-        train_images=n_train, val_images=n_val, val_accuracy=measured, predicted=predicted, steps=where.step,
+        train_images=n_train, val_images=n_val, val_accuracy=measured, predicted=predicted, forecast=forecast, steps=where.step,
         epochs=round(where.seen / n_train, 2), batch_size=where.batch_size,
         images_per_second=round(where.seen / trained_s, 1), seconds=round(clock(), 1), budget_seconds=budget,
         curve=where.curve, sessions=where.sessions, diverged=diverged, calibration=taught, notes=notes)
