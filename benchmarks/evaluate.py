@@ -87,6 +87,30 @@ def measured_fe(row: dict) -> Quantity:
                     detail=f"simulated cross-validation on {m} images")
 
 
+def advised_depth(row: dict, book: rules.RuleBook) -> int | None:
+    """The fine-tune depth the rules set for the cell (what `advisor recommend` would train), from the facts and
+    the epochs the cell's throughput buys; None when the rules leave the registry's default."""
+    facts, budget, tp = cell_inputs(row)
+    epochs = {s: row["n_images"] and budget.seconds * tp.images_per_second[s] / row["n_images"] for s in STRATEGIES}
+    depth = rules.evaluate(book, decide_mod._facts(facts, budget, epochs, measured_fe(row))).settings.get("fine_tune_depth")
+    return None if depth is None else int(depth)
+
+
+def as_advised(rows: list[dict], book: rules.RuleBook) -> tuple[list[dict], int]:
+    """The cells with fine-tune's run replaced by the variant at the depth the rules advise for it, where the cell
+    measured that variant (cells written before the variants keep the default 4-stage run); and how many changed."""
+    out, changed = [], 0
+    for r in rows:
+        depth = advised_depth(r, book)
+        variant = (r.get("variants") or {}).get(f"fine_tune@{depth}") if depth else None
+        if variant is not None:
+            runs = {**r["runs"], "fine_tune": {**r["runs"]["fine_tune"], **variant}}
+            r = {**r, "runs": runs, "winner": max(STRATEGIES, key=lambda s: runs[s]["val_accuracy"])}
+            changed += 1
+        out.append(r)
+    return out, changed
+
+
 def two_by_two(row: dict, book: rules.RuleBook) -> str:
     small = row["per_class"] < book.thresholds["few_per_class"]
     similar = row["similarity"]["score"] >= book.thresholds["similar"]
@@ -233,8 +257,14 @@ def evaluate(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
+    parser.add_argument("--advised-depth", action="store_true",
+                        help="score (and fit) fine-tune at the depth the rules advise for each cell, where it was measured")
     args = parser.parse_args()
-    print(evaluate(cells.read(args.results, required=True)))
+    rows = cells.read(args.results, required=True)
+    if args.advised_depth:
+        rows, changed = as_advised(rows, rules.load())
+        print(f"fine-tune at the advised depth: {changed} of {len(rows)} cells use a measured shallower variant")
+    print(evaluate(rows))
 
 
 if __name__ == "__main__":
