@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
 
 from . import backbone as bb
 from . import budget as budget_mod
@@ -16,11 +15,8 @@ from .scan import profile as profile_scan
 from .scan import ScannedData, scan
 from .state import MachineState
 from . import throughput as throughput_mod
-from .throughput import Target
+from .throughput import Log, Target
 from .schemas import Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
-
-
-Log = Callable[[str], None]
 
 
 def quiet(_: str) -> None:
