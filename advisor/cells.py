@@ -2,7 +2,8 @@
 
 A cell is one real run of every strategy on one (data set, images per class, budget k, seed, resolution,
 device), written by ``benchmarks/collect.py`` as one JSON line. CPU cells and GPU cells (collected on a lent
-GPU, `device` = ``cuda``) are kept in separate files; the learned model is fitted on both.
+GPU, `device` = ``cuda``) are kept in separate files; the learned model is fitted on both, with fine-tune at the
+depth the rules advise for each cell (:func:`as_advised`), as ``advisor recommend`` would train it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from . import store
+from . import decide, rules, store
 from .errors import AdvisorError
-from .schemas import Similarity, StrategyName
+from .schemas import STRATEGIES, Budget, DataFacts, Quantity, Similarity, StrategyName, Throughput
 
 RESULTS_DIR = Path(__file__).parents[1] / "benchmarks" / "results"  # in a source checkout
 CPU_CELLS = RESULTS_DIR / "cells.jsonl"
@@ -69,3 +70,49 @@ def read(paths: tuple[Path, ...] | list[Path] = FILES, required: bool = False) -
     if required and not rows:
         raise AdvisorError(f"no cells in {', '.join(map(str, paths))}; run benchmarks/collect.py first")
     return rows
+
+
+def inputs(row: dict) -> tuple[DataFacts, Budget, Throughput]:
+    """What advisor would have known of a cell before its runs: descriptors, budget and each strategy's speed
+    (retrain's from the epochs it made in the budget, the other trained ones by their speed ratios, feature
+    extraction's from its forward pass)."""
+    facts = DataFacts(n_images=row["n_images"], n_classes=row["n_classes"], resolution=row["resolution"],
+                      channels=row["channels"], imbalance=row.get("imbalance", 1.0),
+                      similarity=min(1.0, max(0.0, row["similarity"]["score"])))
+    budget = Budget(seconds=row["budget_seconds"], given_as=f"{row['k']:g} epoch-equivalents")
+    runs, ratios = row["runs"], row.get("speed_ratios", {})
+    retrain = row["n_images"] * runs["retrain"]["epochs"] / max(row["budget_seconds"], 1e-6)
+    ips = {s: retrain * ratios[s] if s in ratios else row["n_images"] * runs[s]["epochs"] / max(row["budget_seconds"], 1e-6)
+           for s in ("fine_tune", "retrain", "scratch")}  # fine-tune at the registry's depth, as advisor times it
+    fe = runs["feature_extraction"]
+    ips["feature_extraction"] = fe.get("images_per_second") or row["n_images"] / max(fe["seconds"], 1e-6)
+    return facts, budget, Throughput(resolution=row["resolution"], batch_size=32, images_per_second=ips,
+                                     detail="from the cell's runs", seconds=0)
+
+
+def advised_depth(row: dict, book: rules.RuleBook, fe: Quantity | None = None) -> int | None:
+    """The fine-tune depth the rules set for the cell (what `advisor recommend` would train), from its facts,
+    the epochs its speeds buy and FE's accuracy (``fe``, default the cell's own, as measured); None when the
+    rules leave the registry's default."""
+    facts, budget, tp = inputs(row)
+    epochs = {s: budget.seconds * tp.images_per_second[s] / row["n_images"] for s in STRATEGIES}
+    if fe is None:
+        fe = Quantity(value=row["runs"]["feature_extraction"]["val_accuracy"], source="measured")
+    depth = rules.evaluate(book, decide.rule_facts(facts, budget, epochs, fe)).settings.get("fine_tune_depth")
+    return None if depth is None else int(depth)
+
+
+def as_advised(rows: list[dict], book: rules.RuleBook) -> tuple[list[dict], int]:
+    """The cells with fine-tune's run replaced by the variant at the depth the rules advise for it, where the
+    cell measured that variant (cells written before the variants keep the 4-stage run); and how many changed.
+    Fine-tune's speed ratio stays the 4-stage one: that is the speed advisor measures before it decides."""
+    out, changed = [], 0
+    for r in rows:
+        depth = advised_depth(r, book)
+        variant = (r.get("variants") or {}).get(f"fine_tune@{depth}") if depth else None
+        if variant is not None:
+            runs = {**r["runs"], "fine_tune": {**r["runs"]["fine_tune"], **variant}}
+            r = {**r, "runs": runs, "winner": max(STRATEGIES, key=lambda s: runs[s]["val_accuracy"])}
+            changed += 1
+        out.append(r)
+    return out, changed

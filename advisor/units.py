@@ -41,3 +41,11 @@ class EpochEquivalents:
 
     def __str__(self) -> str:
         return f"{self.value:.3g} epoch-equivalents"
+
+
+def speed_ratios(images_per_second: dict[str, float]) -> dict[str, float] | None:
+    """Each strategy's speed ÷ all-layer training's (retrain's); None when retrain's speed is unknown."""
+    base = images_per_second.get("retrain")
+    if not base:
+        return None
+    return {s: v / base for s, v in images_per_second.items() if v}

@@ -19,7 +19,10 @@ seed with at most 1/10 of the budget), the absolute model (+ rules; without FE m
 before), rules only, and the baselines "always fine-tune", "always retrain", "always feature extraction" and
 the 2×2 rule (dataset size × domain similarity).
 
-    python benchmarks/evaluate.py [--results FILE ...]   # default: the CPU and GPU cells
+Fine-tune is scored at the depth the rules advise for each cell (advisor.cells.as_advised), as `advisor
+recommend` trains it, where the cell measured that variant; ``--registry-depth`` scores the 4-stage run instead.
+
+    python benchmarks/evaluate.py [--results FILE ...] [--registry-depth]   # default: the CPU and GPU cells
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ import numpy as np
 
 from advisor import decide as decide_mod
 from advisor import calibration, cells, datasets, fe_accuracy, learned, rules
-from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Quantity, Throughput
-from advisor.units import EpochEquivalents
+from advisor.schemas import STRATEGIES, Hardware, Quantity
+from advisor.units import EpochEquivalents, speed_ratios
 
 
 REGIONS = {  # name "a / b": True puts a cell in a
@@ -44,18 +47,6 @@ REGIONS = {  # name "a / b": True puts a cell in a
     "CPU / GPU": lambda r: r.get("device", "cpu") == "cpu",
 }
 CELL_HW = Hardware(device="cpu", name="the cell's device", cpu_threads=2, gpu_available=False, precision="fp32")
-
-
-def cell_inputs(row: dict) -> tuple[DataFacts, Budget, Throughput]:
-    """What advisor would have known before the runs: descriptors, budget, per-strategy throughput."""
-    facts = DataFacts(n_images=row["n_images"], n_classes=row["n_classes"], resolution=row["resolution"],
-                      channels=row["channels"], imbalance=row["imbalance"], similarity=min(1.0, max(0.0, row["similarity"]["score"])))
-    budget = Budget(seconds=row["budget_seconds"], given_as=f"{row['k']:g} epoch-equivalents")
-    runs = row["runs"]
-    ips = {s: row["n_images"] * runs[s]["epochs"] / max(row["budget_seconds"], 1e-6) for s in STRATEGIES if s != "feature_extraction"}
-    ips["feature_extraction"] = row["n_images"] / max(runs["feature_extraction"]["seconds"], 1e-6)
-    tp = Throughput(resolution=row["resolution"], batch_size=32, images_per_second=ips, detail="from the cell's runs", seconds=0)
-    return facts, budget, tp
 
 
 def proxy_probe(index, row, predictor, X, Y) -> dict | None:
@@ -68,10 +59,11 @@ def proxy_probe(index, row, predictor, X, Y) -> dict | None:
     if not found:
         return None
     k_probe, j = max(found)
-    errors = Y[j] - predictor.normalised(cell_inputs(row)[0], EpochEquivalents(k_probe))
+    facts, _, tp = cells.inputs(row)
+    errors = Y[j] - predictor.normalised(facts, EpochEquivalents(k_probe), speed_ratios(tp.images_per_second))
     reach = {s: None if s == "feature_extraction" else k_probe for s in STRATEGIES}
     return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"],
-                                    cell_inputs(row)[0])
+                                    cells.inputs(row)[0])
 
 
 def measured_fe(row: dict) -> Quantity:
@@ -85,30 +77,6 @@ def measured_fe(row: dict) -> Quantity:
     half = fe_accuracy.Z80 * math.sqrt(max(value * (1 - value), 0.25 / m) / m)
     return Quantity(value=value, source="measured", low=max(0.0, value - half), high=min(1.0, value + half),
                     detail=f"simulated cross-validation on {m} images")
-
-
-def advised_depth(row: dict, book: rules.RuleBook) -> int | None:
-    """The fine-tune depth the rules set for the cell (what `advisor recommend` would train), from the facts and
-    the epochs the cell's throughput buys; None when the rules leave the registry's default."""
-    facts, budget, tp = cell_inputs(row)
-    epochs = {s: row["n_images"] and budget.seconds * tp.images_per_second[s] / row["n_images"] for s in STRATEGIES}
-    depth = rules.evaluate(book, decide_mod._facts(facts, budget, epochs, measured_fe(row))).settings.get("fine_tune_depth")
-    return None if depth is None else int(depth)
-
-
-def as_advised(rows: list[dict], book: rules.RuleBook) -> tuple[list[dict], int]:
-    """The cells with fine-tune's run replaced by the variant at the depth the rules advise for it, where the cell
-    measured that variant (cells written before the variants keep the default 4-stage run); and how many changed."""
-    out, changed = [], 0
-    for r in rows:
-        depth = advised_depth(r, book)
-        variant = (r.get("variants") or {}).get(f"fine_tune@{depth}") if depth else None
-        if variant is not None:
-            runs = {**r["runs"], "fine_tune": {**r["runs"]["fine_tune"], **variant}}
-            r = {**r, "runs": runs, "winner": max(STRATEGIES, key=lambda s: runs[s]["val_accuracy"])}
-            changed += 1
-        out.append(r)
-    return out, changed
 
 
 def two_by_two(row: dict, book: rules.RuleBook) -> str:
@@ -153,10 +121,10 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
         card = {"name": f"lofo-without-{g}", "cells": int(train.sum())}
         for i in held:  # intervals as advisor shows them, FE measured: widened with the distance out
             row = rows[i]
-            facts, budget, tp = cell_inputs(row)
+            facts, budget, tp = cells.inputs(row)
             k = EpochEquivalents(row["k"])
             predictor = learned.LearnedPredictor(models, card, row["similarity"], fe=fe_in[i])
-            shown = predictor.predict(facts, k)
+            shown = predictor.predict(facts, k, speed_ratios(tp.images_per_second))
             for s in STRATEGIES:
                 q, truth = shown[s], row["runs"][s]["val_accuracy"]
                 if q.low is not None:
@@ -257,13 +225,16 @@ def evaluate(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
-    parser.add_argument("--advised-depth", action="store_true",
-                        help="score (and fit) fine-tune at the depth the rules advise for each cell, where it was measured")
+    parser.add_argument("--registry-depth", action="store_true",
+                        help="score (and fit) fine-tune's 4-stage run in every cell, not the depth the rules advise")
     args = parser.parse_args()
     rows = cells.read(args.results, required=True)
-    if args.advised_depth:
-        rows, changed = as_advised(rows, rules.load())
-        print(f"fine-tune at the advised depth: {changed} of {len(rows)} cells use a measured shallower variant")
+    if args.registry_depth:
+        print("fine-tune at the registry's depth (4 stages) in every cell")
+    else:
+        rows, changed = cells.as_advised(rows, rules.load())
+        print(f"fine-tune at the depth the rules advise, as advisor trains it: {changed} of {len(rows)} cells measured "
+              "that variant (the others, collected before the variants, keep the 4-stage run)")
     print(evaluate(rows))
 
 

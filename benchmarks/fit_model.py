@@ -1,6 +1,7 @@
 """Fit the learned strategy model on the meta-dataset and save it, with its card, inside the package.
 
-Reproducible: the same results file gives the same model (fixed seeds). Three models: the absolute strategy
+Reproducible: the same results file gives the same model (fixed seeds). Fine-tune's runs are the ones at the
+depth the rules advise for each cell (advisor.cells.as_advised), as advisor trains it. Three models: the absolute strategy
 model and the gain model (each trained strategy's gain over feature extraction; advisor/learned.py), and the
 probe's forecaster (a short run → the full budget; advisor/forecast.py). The card
 records the data they saw and their leave-one-family-out error; the same residuals set the prediction intervals. It also
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 import advisor
-from advisor import cells, forecast, learned
+from advisor import cells, forecast, learned, rules
 from advisor.state import PACKAGED_MODEL
 from advisor.schemas import STRATEGIES
 
@@ -109,7 +111,11 @@ def main() -> None:
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
     parser.add_argument("--out", type=Path, default=PACKAGED_MODEL)
     args = parser.parse_args()
-    models, card = fit(cells.read(args.results, required=True))
+    rows, changed = cells.as_advised(cells.read(args.results, required=True), rules.load())
+    print(f"fine-tune at the depth the rules advise: {changed} of {len(rows)} cells", file=sys.stderr)
+    models, card = fit(rows)
+    card["fine_tune_runs"] = (f"at the depth the rules advise in {changed} cells (advisor.cells.as_advised); "
+                              "the registry's 4 stages in the rest (collected before the variants)")
     path = learned.save(models, card, args.out)
     print(json.dumps(card, indent=2))
     print(f"saved {path}")

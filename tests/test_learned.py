@@ -142,8 +142,14 @@ def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measure
         assert out["feature_extraction"] is fe
         norm_fe = learned.to_normalised(value, 10)
         for j, s in enumerate(learned.GAINED):
-            g = gain.predict([learned.gain_row(1000, 10, 1, 0.35, EpochEquivalents(30), norm_fe)])[0][j]
+            g = gain.predict([learned.gain_row(1000, 10, 1, 0.35, EpochEquivalents(30), norm_fe, gain.typical_ratios_)])[0][j]
             expected = np.clip(value + g, learned.to_accuracy(learned.EPS, 10), learned.to_accuracy(1 - learned.EPS, 10))
             assert out[s].value == pytest.approx(float(expected), abs=1e-3)
             assert out[s].low < out[s].value < out[s].high
         assert 0.0 <= p.confidence("fine_tune", "feature_extraction") <= 1.0
+        assert "typical" in out["scratch"].detail  # no speed measured: the assumed ratios are said
+    # scratch's own speed is an input: the same budget at 8× all-layer speed buys more scratch epochs
+    fe = Quantity(value=0.6, source="measured", low=0.58, high=0.62)
+    p = learned.LearnedPredictor(models, {"name": "t"}, fe=fe)
+    slow, fast = (p.predict(facts, EpochEquivalents(30), {"fine_tune": 1.0, "scratch": r})["scratch"] for r in (0.25, 8.0))
+    assert fast.value != slow.value and "typical" not in fast.detail

@@ -61,7 +61,7 @@ def test_large_different_data_with_big_budget_trains_all_layers():
 
 
 def test_scratch_is_ruled_out_without_data_or_budget():
-    assert not _rec(15, 3, 0.3, 200, FAST).estimate("scratch").feasible
+    assert not _rec(8, 2, 0.3, 200, FAST).estimate("scratch").feasible  # below the 10-image floor
     assert not _rec(100_000, 10, 0.3, 1, SLOW).estimate("scratch").feasible
     assert _rec(5000, 10, 0.3, 200, FAST).estimate("scratch").feasible
 
