@@ -15,7 +15,8 @@ from .errors import StoreError
 
 def atomic_replace(path: Path, write: Callable[[Path], None]) -> Path:
     """Have ``write`` fill a temporary file beside ``path``, fsync it, then rename it over ``path``: readers
-    see the old file or the new one, never half of one."""
+    see the old file or the new one, never half of one. A failed write (a full disk, say) removes the temporary
+    file and raises :class:`StoreError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
@@ -28,6 +29,10 @@ def atomic_replace(path: Path, write: Callable[[Path], None]) -> Path:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file-size limit, a folder gone read-only: say so in one line
+        Path(tmp).unlink(missing_ok=True)
+        raise StoreError(f"could not write {path}: {exc.strerror or exc} (nothing half-written was left; "
+                         f"{'the previous file is unchanged' if path.exists() else 'no file was created'}).") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -128,12 +128,21 @@ def _save_json(path: Path, record: dict) -> None:
     store.atomic_write(path, json.dumps(record, indent=1))
 
 
+def save_torch(payload: dict, path: Path | str) -> None:
+    """Write a torch payload atomically. It is serialised in memory first and written by Python, so a full disk
+    is a :class:`~advisor.errors.StoreError` saying so (torch's own writer reports it as an unexplained
+    RuntimeError) and never a half-written file."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    store.atomic_replace(path, lambda tmp: tmp.write_bytes(buf.getbuffer()))
+
+
 def _write_checkpoint(run_dir: Path, model, optimizer, where: _Position, gen: torch.Generator, perm: torch.Tensor) -> float:
     """Atomically write the checkpoint; returns the seconds it took."""
     t = time.perf_counter()
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                "position": asdict(where), "generator": gen.get_state(), "perm": perm}
-    store.atomic_replace(run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
+    save_torch(payload, run_dir / CHECKPOINT_FILE)
     return time.perf_counter() - t
 
 
@@ -460,7 +469,7 @@ def _run(run_dir: Path, plan: dict, hw, clock: _Clock, checkpoint: dict | None, 
     accuracy = engine._accuracy(model, x_val, y_val, hw, backbone)
     where.curve.append((round(clock(), 2), round(accuracy, 4)))
     torch_payload = _payload(model, plan)
-    store.atomic_replace(run_dir / MODEL_FILE, lambda tmp: torch.save(torch_payload, tmp))
+    save_torch(torch_payload, run_dir / MODEL_FILE)
     return _finish(run_dir, plan, hw, clock, where, accuracy, used, diverged, state, len(x_train), len(x_val), log)
 
 

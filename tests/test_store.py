@@ -115,3 +115,36 @@ def test_calibrate_export_and_reset(tmp_path):
     out = runner.invoke(main, ["calibrate", "--reset"], env=env)
     assert out.exit_code == 0 and "removed 1 record" in out.output
     assert calibration.export(state) == []
+
+
+FULL_DISK = """
+import resource, signal, sys, torch
+from advisor.training import save_torch
+from advisor.errors import StoreError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+weights = {"w": torch.randn(1_000_000)}  # 4 MB: the limit stops it part-way, as a full disk would
+try:
+    save_torch(weights, sys.argv[1])  # how advisor train writes model.pt and its checkpoints
+except StoreError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_write_that_runs_out_of_space_leaves_no_half_written_file(tmp_path, existing):
+    """A real write stopped by the operating system part-way (a file-size limit, which fails like a full disk):
+    the model file is the old one or absent, no temporary file is left, and the error is one line."""
+    model = tmp_path / "run" / "model.pt"
+    if existing:
+        model.parent.mkdir()
+        model.write_bytes(b"the previous model")
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(model)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.startswith(f"could not write {model}: File too large") and len(proc.stdout.strip().splitlines()) == 1
+    if existing:
+        assert model.read_bytes() == b"the previous model" and "previous file is unchanged" in proc.stdout
+    else:
+        assert not model.exists() and "no file was created" in proc.stdout
+    assert [p.name for p in model.parent.iterdir()] == (["model.pt"] if existing else [])
