@@ -21,9 +21,12 @@ from .units import EpochEquivalents, speed_ratios
 
 
 class Predictor(Protocol):
-    """Anything that predicts each strategy's accuracy for the facts and budget (the fitted learned model)."""
+    """Anything that predicts each strategy's accuracy for the facts and budget (the fitted learned model). After
+    :meth:`predict`, ``domain_note`` says how the facts lie outside the fitted region (empty inside); optional:
+    ``anchored`` (the predictions are gains over a measured FE) and ``confidence(a, b)`` (P(a beats b))."""
 
     name: str
+    domain_note: str
 
     def predict(self, facts: DataFacts, budget: EpochEquivalents | None,
                 ratios: dict[StrategyName, float] | None = None) -> dict[StrategyName, Quantity]: ...
@@ -241,10 +244,9 @@ def decide(
     off_domain = [s for s, q in predicted.items() if q.domain == "outside"]
     clear = _clear_gain(feasible, predicted, predictor) if predicted and off_domain else None
     if predicted and off_domain and clear:  # a gain over the measured FE clear of the widened uncertainty: it stands
-        warnings.append("Learned model: " + predicted[off_domain[0]].detail.split("; ")[-1] + ". " + clear)
+        warnings.append(f"Learned model: {predictor.domain_note}. {clear}")
     elif predicted and off_domain:  # the model is guessing here: the rules decide, its numbers are shown as guesses
-        warnings.append("Learned model: " + predicted[off_domain[0]].detail.split("; ")[-1]
-                        + ". The rules decided; its accuracies are shown as guesses.")
+        warnings.append(f"Learned model: {predictor.domain_note}. The rules decided; its accuracies are shown as guesses.")
         predicted = {}
     if predicted:
         ranked = sorted(feasible, key=lambda e: (predicted[e.strategy].value, e.score.value), reverse=True)

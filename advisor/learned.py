@@ -378,6 +378,7 @@ class LearnedPredictor:
         self.name = card.get("name", "strategy_model")
         self._sigma: dict[str, float] = {}  # set by predict(): each strategy's σ against FE, for confidence()
         self._norm: dict[str, float] = {}
+        self.domain_note = ""  # set by predict(): where the last facts lie against the fitted region, when beyond it
 
     @property
     def anchored(self) -> bool:
@@ -441,9 +442,10 @@ class LearnedPredictor:
         else:
             where, distance, beyond = self.model.domain(
                 feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures))
+        self.domain_note = (f"{where} the region the model was fitted on — " + ", ".join(beyond)
+                            + f": a guess, its interval widened ×{1 + distance:.2g}") if beyond else ""
         if beyond:
-            note += (f"; {where} the region the model was fitted on — " + ", ".join(beyond)
-                     + f": a guess, its interval widened ×{1 + distance:.2g}")
+            note += "; " + self.domain_note
         mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGIES]), EPS, 1 - EPS)
         self._norm = dict(zip(STRATEGIES, mu))
         span = _span(facts.n_classes)
