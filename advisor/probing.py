@@ -83,14 +83,14 @@ def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int,
     budget on all the data; otherwise observed − prediction at the probe's own conditions (its subset size and
     the epoch-equivalents it trained, ``ProbeRun.reach``)."""
     facts = rec.facts.model_copy(update={"n_images": n_train})
-    full = pred.normalised(rec.facts, EpochEquivalents(k_budget)) if k_budget else None
+    full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios()) if k_budget else None
     errors = {}
     for r in runs:
         j = STRATEGIES.index(r.strategy)
         if r.forecast is not None and full is not None:
             raw, seen = full[j], r.forecast.value
         else:
-            raw, seen = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0))[j], r.val_accuracy
+            raw, seen = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0), rec.speed_ratios())[j], r.val_accuracy
         errors[r.strategy] = round(float(learned.to_normalised(seen, rec.facts.n_classes) - raw), 4)
     return errors
 
@@ -112,7 +112,7 @@ def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun
     j, fc = STRATEGIES.index(run.strategy), pred.forecaster
     share = min(1.0, run.reach * n_train / (k_budget * rec.facts.n_images))
     short = float(learned.to_accuracy(pred.normalised(rec.facts.model_copy(update={"n_images": n_train}),
-                                                      EpochEquivalents(run.reach))[j], n_classes))
+                                                      EpochEquivalents(run.reach), rec.speed_ratios())[j], n_classes))
     full = float(learned.to_accuracy(full[j], n_classes))
     top = float(learned.to_accuracy(1 - learned.EPS, n_classes))  # like the model's, a forecast never claims 100 %
     value, half = min(fc.predict(run.val_accuracy, short, full, share), top), fc.half_width(share)
@@ -272,7 +272,7 @@ def probe(
     pred = api.predictor(state, use_model, rec.similarity, fe=fe)
     runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
     if pred is not None and pred.forecaster is not None and k_budget:
-        full = pred.normalised(rec.facts, EpochEquivalents(k_budget))
+        full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios())
         runs = [_forecast(pred, rec, r, len(train[0]), len(val[0]), k_budget, full) for r in runs]
         ranking, agrees, verdict = _forecast_verdict(rec, runs)
     else:  # no learned model: the runs' own accuracies, judged where long enough

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (re-exported: cheapest first)
 from .registry import StrategyName
-from .units import EpochEquivalents
+from .units import EpochEquivalents, speed_ratios
 
 Source = Literal["measured", "rule", "estimated", "user", "model", "forecast"]
 
@@ -218,6 +218,11 @@ class Recommendation(BaseModel):
         """The budget in epoch-equivalents (unrounded) at the planned throughput; None when none was measured."""
         ips = self.throughput.images_per_second.get("retrain") if self.throughput else None
         return EpochEquivalents.from_seconds(self.budget.seconds, self.facts.n_images, ips) if ips else None
+
+    def speed_ratios(self) -> dict[str, float] | None:
+        """Each strategy's planned speed ÷ all-layer training's (:func:`advisor.units.speed_ratios`); None when
+        no throughput was measured."""
+        return speed_ratios(self.throughput.images_per_second) if self.throughput else None
 
 
 class ProbeRun(BaseModel):

@@ -325,7 +325,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
     fe = rec.estimate("feature_extraction").accuracy
     pred = api.predictor(state, use_model, rec.similarity, fe=fe if fe is not None and fe.source == "measured" else None)
     if pred is not None and k is not None:
-        predicted = float(pred.normalised(rec.facts, EpochEquivalents(k.value))[registry.STRATEGY_NAMES.index(name)])
+        predicted = float(pred.normalised(rec.facts, EpochEquivalents(k.value), rec.speed_ratios())[registry.STRATEGY_NAMES.index(name)])
     import advisor
 
     return {"status": "running", "data": str(scanned.root), "strategy": name, "recommended": rec.strategy,
