@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from . import decide, rules, store
+from .budget import epochs_in
 from .errors import AdvisorError
 from .schemas import STRATEGIES, Budget, DataFacts, Quantity, Similarity, StrategyName, Throughput
 
@@ -95,7 +96,7 @@ def advised_depth(row: dict, book: rules.RuleBook, fe: Quantity | None = None) -
     the epochs its speeds buy and FE's accuracy (``fe``, default the cell's own, as measured); None when the
     rules leave the registry's default."""
     facts, budget, tp = inputs(row)
-    epochs = {s: budget.seconds * tp.images_per_second[s] / row["n_images"] for s in STRATEGIES}
+    epochs = {s: epochs_in(budget.seconds, row["n_images"], tp.images_per_second[s]) for s in STRATEGIES}
     if fe is None:
         fe = Quantity(value=row["runs"]["feature_extraction"]["val_accuracy"], source="measured")
     depth = rules.evaluate(book, decide.rule_facts(facts, budget, epochs, fe)).settings.get("fine_tune_depth")

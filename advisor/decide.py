@@ -242,12 +242,12 @@ def decide(
         feasible = [estimates[0]]
         warnings.append("No strategy fits the budget; feature extraction on a subset is the only option.")
     off_domain = [s for s, q in predicted.items() if q.domain == "outside"]
-    clear = _clear_gain(feasible, predicted, predictor) if predicted and off_domain else None
-    if predicted and off_domain and clear:  # a gain over the measured FE clear of the widened uncertainty: it stands
-        warnings.append(f"Learned model: {predictor.domain_note}. {clear}")
-    elif predicted and off_domain:  # the model is guessing here: the rules decide, its numbers are shown as guesses
-        warnings.append(f"Learned model: {predictor.domain_note}. The rules decided; its accuracies are shown as guesses.")
-        predicted = {}
+    if predicted and off_domain:  # the model is guessing here: the rules decide, unless a measured FE anchors it
+        clear = _clear_gain(feasible, predicted, predictor)
+        warnings.append(f"Learned model: {predictor.domain_note}. "
+                        + (clear or "The rules decided; its accuracies are shown as guesses."))
+        if not clear:
+            predicted = {}
     if predicted:
         ranked = sorted(feasible, key=lambda e: (predicted[e.strategy].value, e.score.value), reverse=True)
         decided_by = (f"learned model '{predictor.name}' ranked the strategies the rules left feasible"

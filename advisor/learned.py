@@ -309,8 +309,8 @@ class GainModel:
         self.ranges_ = {f: (float(np.nanmin(X[:, i])), float(np.nanmax(X[:, i]))) for i, f in enumerate(self.features)}
         self.half_width_ = (np.quantile(np.abs(residuals), self.coverage, axis=0) if residuals is not None and len(residuals)
                             else np.full(D.shape[1], np.nan))
-        log_k = X[:, self.features.index("log_budget")]  # the median speed ratios of the cells: used when none is measured
-        self.typical_ratios_ = {s: float(np.exp(np.median(np.log(np.maximum(np.exp(X[:, self.features.index(f"log_epochs_{s}")]) - 1e-3, 1e-9)) - log_k)))
+        log_k = X[:, self.features.index("log_budget")]  # the cells' median speed ratios: used when none is measured
+        self.typical_ratios_ = {s: float(np.exp(np.median(X[:, self.features.index(f"log_epochs_{s}")] - log_k)))
                                 for s in RATIO_STRATEGIES}
         return self
 
