@@ -224,7 +224,7 @@ def show(state: MachineState) -> str:
                                  if provisional(r) else "may be reused by later advice with the same device, resolution and scratch network "
                                     "(smaller batches derived from it)")))
     for p in found:
-        errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items())
+        errs = ", ".join(f"{s} {v:+.3f}" for s, v in p["errors"].items()) or "none (no learned model predicted it)"
         advice = p.get("advice")
         changed = ("" if not advice else f"; advice on that data {advice['before']} → {advice['after']}"
                    if advice["before"] != advice["after"] else f"; advice on that data unchanged ({advice['before']})")

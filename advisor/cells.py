@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import decide, rules, store
 from .budget import epochs_in
@@ -54,6 +54,51 @@ class CellRecord(BaseModel):
     device_name: str = ""
     winner: StrategyName
     schema_version: int = 1
+
+
+class ContributedCell(BaseModel):
+    """One finished ``advisor train`` run, as ``advisor calibrate --export --cells`` writes it for the meta-dataset:
+    a partial cell (one strategy trained to its budget, beside feature extraction's accuracy when advisor
+    measured it), with the data described by its facts and a fingerprint of its file list, never its path."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_: str = Field("advisor-contributed-cell/1", alias="schema")
+    key: str
+    dataset: str  # "user-" + a hash of the training files' paths and labels
+    n_images: int
+    n_classes: int
+    resolution: int
+    channels: int
+    similarity: float
+    k: float | None  # epoch-equivalents the run reached (None: no budget in epochs)
+    runs: dict[StrategyName, RunRecord]  # the one strategy trained
+    fe_measured: Quantity | None = None  # feature extraction's cross-validated accuracy on the same data, if measured
+    train_images: int
+    val_images: int
+    device: str
+    device_name: str
+    advisor_version: str | None = None
+    time: str
+
+
+def contributed(probe_records: list[dict]) -> list[ContributedCell]:
+    """The finished ``advisor train`` runs among a machine's probe records, as contributed cells (runs stored
+    before advisor kept the run itself are left out)."""
+    out = []
+    for p in probe_records:
+        cell = p.get("cell")
+        if p.get("source") != "train" or not cell:
+            continue
+        facts, name = cell["facts"], cell["strategy"]
+        dataset = f"user-{cell.get('dataset') or 'unknown'}"
+        out.append(ContributedCell(
+            schema="advisor-contributed-cell/1", key=f"{dataset}|{name}|k={cell['k']}|{p['time']}", dataset=dataset,
+            n_images=facts["n_images"], n_classes=facts["n_classes"], resolution=facts["resolution"],
+            channels=facts["channels"], similarity=facts["similarity"], k=cell["k"], runs={name: cell["run"]},
+            fe_measured=cell.get("fe_measured"), train_images=cell["train_images"], val_images=cell["val_images"],
+            device=cell["device"], device_name=p.get("device_name") or "", advisor_version=cell.get("advisor_version"),
+            time=p["time"]))
+    return out
 
 
 def read(paths: tuple[Path, ...] | list[Path] = FILES, required: bool = False) -> list[dict]:

@@ -167,14 +167,23 @@ def profile(data, as_json):
 @click.option("--show", "action", flag_value="show", default=True, help="Show what is recorded for this machine (default).")
 @click.option("--reset", "action", flag_value="reset", help="Forget this machine's records.")
 @click.option("--export", "action", flag_value="export", help="Print this machine's records as JSON lines.")
+@click.option("--cells", "as_cells", is_flag=True,
+              help="With --export: print this machine's finished `advisor train` runs as meta-dataset cells (JSON lines) to contribute.")
 @_user_errors
-def calibrate(action):
+def calibrate(action, as_cells):
     """Show, reset or export this machine's calibration: measured throughput, probe records and results."""
     import json
 
     state = MachineState()
+    if as_cells and action != "export":
+        raise AdvisorError("--cells goes with --export.")
     if action == "reset":
         click.echo(f"removed {calibration.reset(state)} record(s) of this machine from {state.db_path}")
+    elif action == "export" and as_cells:
+        from . import cells
+
+        for cell in cells.contributed(calibration.probes(state)):
+            click.echo(cell.model_dump_json(by_alias=True))
     elif action == "export":
         for record in calibration.export(state):
             click.echo(json.dumps(record, default=str))

@@ -14,6 +14,7 @@ or the plan while the run is unfinished), ``curve.png``; ``checkpoint.pt`` and `
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -285,16 +286,22 @@ def _write_curve(path: Path, curve: list, budget: float, title: str) -> None:
     plt.close(fig)
 
 
-def _teach(state: MachineState, plan: dict, accuracy: float, k_reached: float | None, hw) -> str | None:
-    """Store the finished run like a probe at the full budget: the model's error there for this strategy."""
-    predicted = plan.get("predicted_normalised")
-    if predicted is None:
-        return None
+def _teach(state: MachineState, plan: dict, accuracy: float, k_reached: float | None, hw, run: dict) -> str | None:
+    """Store the finished run like a probe at the full budget: the model's error there for this strategy (when
+    the model predicted it), and the run itself (``run``: :class:`advisor.cells.RunRecord` fields), which
+    ``advisor calibrate --export --cells`` writes as a contributed cell (:func:`advisor.cells.contributed`)."""
     facts = DataFacts.model_validate(plan["facts"])
-    error = float(learned.to_normalised(accuracy, facts.n_classes) - predicted)
+    predicted = plan.get("predicted_normalised")
+    error = None if predicted is None else float(learned.to_normalised(accuracy, facts.n_classes) - predicted)
     reach = {plan["strategy"]: None if plan["strategy"] == "feature_extraction" else k_reached}
-    record = calibration.probe_record({plan["strategy"]: round(error, 4)}, reach, plan["val_images"], plan["data"], facts)
-    calibration.record_probe(state, {**record, "source": "train"}, hw)
+    record = calibration.probe_record({} if error is None else {plan["strategy"]: round(error, 4)}, reach,
+                                      plan["val_images"], plan["data"], facts)
+    cell = {"strategy": plan["strategy"], "run": run, "k": k_reached, "facts": plan["facts"], "device": hw.device,
+            "dataset": plan.get("fingerprint"), "fe_measured": plan.get("fe_measured"),
+            "train_images": plan["train_images"], "val_images": plan["val_images"], "advisor_version": plan.get("advisor_version")}
+    calibration.record_probe(state, {**record, "source": "train", "cell": cell}, hw)
+    if error is None:
+        return "stored on this machine as a full run (no learned model predicted it, so it corrects nothing)"
     return (f"stored on this machine as a probe at the full budget ({plan['strategy']}: model error {error:+.3f} "
             "normalised); later advice on this data takes it into account")
 
@@ -335,6 +342,9 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
             "facts": rec.facts.model_dump(mode="json"), "predicted": (rec.estimate(name).accuracy.model_dump(mode="json")
                                                                       if rec.estimate(name).accuracy else None),
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
+            "fe_measured": fe.model_dump(mode="json") if fe is not None and fe.source == "measured" else None,
+            "fingerprint": hashlib.sha1("\n".join(f"{it.path}|{it.label}" for it in train_items).encode(
+                "utf-8", "surrogateescape")).hexdigest()[:16],
             "forecast": _probe_forecast(state, str(scanned.root), name),
             "train": [(it.path, it.label) for it in train_items], "val": [(it.path, it.label) for it in val_items],
             "train_images": len(train_items), "val_images": len(val_items)}
@@ -483,7 +493,9 @@ def _finish(run_dir: Path, plan: dict, hw, clock: _Clock, where: _Position, accu
     measured = Quantity(value=round(accuracy, 4), source="measured", low=round(max(0.0, accuracy - Z80 * se), 4),
                         high=round(min(1.0, accuracy + Z80 * se), 4),
                         detail=f"on the {n_val} held-out images after training; 80 % interval from their count")
-    taught = None if diverged else _teach(state, plan, accuracy, k_reached, hw)
+    run = {"val_accuracy": round(accuracy, 4), "epochs": round(where.seen / n_train, 3), "seconds": round(trained_s, 2),
+           "images_per_second": round(where.seen / trained_s, 1), "variant": plan["variant"]}
+    taught = None if diverged else _teach(state, plan, accuracy, k_reached, hw, run)
     predicted = Quantity.model_validate(plan["predicted"]) if plan.get("predicted") else None
     forecast = Quantity.model_validate(plan["forecast"]) if plan.get("forecast") else None
     notes = []

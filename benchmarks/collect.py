@@ -253,17 +253,19 @@ def done_keys(out: Path) -> set[str]:
     return {row["key"] for row in store.read(out)}
 
 
-def collect(cells: list[Cell], out: Path, n_jobs: int = 1, deadline: float | None = None) -> None:
+def collect(cells: list[Cell], out: Path, n_jobs: int = 1, deadline: float | None = None,
+            depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> None:
     """Run the cells not yet in ``out`` and append each row as it finishes; with ``deadline`` (seconds),
-    start no new cell after that long (one machine only: the cells then run in order)."""
+    start no new cell after that long (one machine only: the cells then run in order). ``depths``: the
+    fine-tune depths each cell trains (:func:`run_cell`)."""
     todo = [c for c in cells if c.key not in done_keys(out)]
     print(f"{len(cells)} cells in the grid, {len(cells) - len(todo)} already in {out}, {len(todo)} to run", flush=True)
     t0 = time.perf_counter()
     if deadline is not None:
         todo = iter(todo)
-        results = (run_cell(c) for c in todo if time.perf_counter() - t0 < deadline)
+        results = (run_cell(c, depths) for c in todo if time.perf_counter() - t0 < deadline)
     else:
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(run_cell)(c) for c in todo)
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(run_cell)(c, depths) for c in todo)
     for i, row in enumerate(results, 1):
         store.append(out, row)
         accs = " ".join(f"{s[:4]} {row['runs'][s]['val_accuracy']:.3f}" for s in STRATEGIES)

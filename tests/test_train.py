@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from advisor import calibration, engine, training
+from click.testing import CliRunner
+
+from advisor import calibration, cells, engine, training
+from advisor.cli import main
 from advisor import backbone as bb
 from advisor.errors import AdvisorError, BudgetError
 from advisor.state import MachineState
@@ -56,6 +59,13 @@ def test_an_interrupted_run_resumes_keeps_to_its_budget_and_predict_reproduces_i
     stored = [p for p in calibration.probes(state) if p.get("source") == "train"]
     assert len(stored) == 1 and set(stored[0]["errors"]) == {"scratch"}  # it teaches advisor like a probe
     assert "full run (advisor train)" in calibration.show(state)
+    # the run as a contributed meta-dataset cell: the strategy trained, its accuracy, the data's facts, no path
+    out = CliRunner().invoke(main, ["calibrate", "--export", "--cells"], env={"ADVISOR_HOME": str(state.home)})
+    (line,) = out.output.splitlines()
+    cell = cells.ContributedCell.model_validate_json(line)
+    assert set(cell.runs) == {"scratch"} and cell.runs["scratch"].val_accuracy == pytest.approx(result.val_accuracy.value, abs=1e-4)
+    assert cell.n_classes == len(result.classes) and cell.k and cell.runs["scratch"].variant == result.variant
+    assert str(digits_dir) not in line and cell.dataset.startswith("user-")
     assert snapshot(digits_dir) == before  # nothing written into the data folder
     with pytest.raises(AdvisorError, match="finished"):
         training.resume(run, state=state, progress=False)
