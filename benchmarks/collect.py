@@ -41,8 +41,8 @@ from advisor import strategies as st
 from advisor.schemas import STRATEGIES
 from advisor.units import EpochEquivalents
 
-_RES = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64, "crawl": 32, "animals": 32, "emoji": 32}
-_TEST = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6, "clipart": 20, "crawl": 100, "animals": 100, "emoji": 20}
+_RES = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64, "crawl": 32, "animals": 32, "emoji": 32, "elpv": 48}
+_TEST = {"digits": 50, "mnist": 100, "fashion-mnist": 100, "lfw": 30, "tuxpaint": 6, "clipart": 20, "crawl": 100, "animals": 100, "emoji": 20, "elpv": 20}
 # a subset or a family member trains at its family's resolution and keeps as many test images per class
 RESOLUTION = {name: _RES[datasets.family(name)] for name in datasets.NAMES}
 TEST_PER_CLASS = {name: _TEST[datasets.family(name)] for name in datasets.NAMES} | {"clipart-41": 10}

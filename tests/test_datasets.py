@@ -19,6 +19,15 @@ def test_animal_mnist_loads_ten_balanced_classes_without_duplicates():
     assert datasets.family("animals") == "animals" and "animals" in datasets.GREYSCALE
 
 
+def test_elpv_loads_four_defect_classes_and_its_two_class_subset():
+    x, y, classes = datasets.load("elpv")
+    assert classes == datasets.ELPV_CLASSES and x.dtype == np.uint8 and x.shape == (2624, 300, 300)
+    assert np.bincount(y, minlength=4).tolist() == [1508, 295, 106, 715]  # the package's labels, probability × 3
+    x2, y2, classes2 = datasets.load("elpv-2")
+    assert classes2 == ["functional", "defective"] and np.bincount(y2).tolist() == [1508, 715]
+    assert datasets.family("elpv-2") == "elpv" and "elpv" in datasets.GREYSCALE
+
+
 def test_the_array_unpickler_refuses_anything_but_numpy_arrays():
     ok = pickle.dumps(np.arange(6, dtype=np.uint8).reshape(2, 3))
     assert datasets._ArrayUnpickler(io.BytesIO(ok)).load().shape == (2, 3)
