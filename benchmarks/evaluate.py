@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor import decide as decide_mod
-from advisor import calibration, cells, datasets, fe_accuracy, learned, rules
+from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
 from advisor.schemas import STRATEGIES, Hardware, Quantity
 from advisor.units import EpochEquivalents, speed_ratios
 
@@ -94,6 +94,31 @@ def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
         agree.append(acc[choice] >= best - 1e-9)
         regret.append((best - acc[choice]) * 100)
     return float(np.mean(agree)), float(np.mean(regret)), float(np.max(regret))
+
+
+def seed_means(rows: list[dict]) -> list[dict[str, float] | None]:
+    """Each cell's strategies' accuracies averaged over every seed of its configuration (data set, size,
+    budget, resolution, device; the cell itself included); None where the configuration has one seed."""
+    by_config: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by_config.setdefault(_config(r), []).append(r)
+    return [None if len(same := by_config[_config(r)]) < 2 else
+            {s: float(np.mean([o["runs"][s]["val_accuracy"] for o in same])) for s in STRATEGIES} for r in rows]
+
+
+def _config(r: dict) -> tuple:
+    return r["dataset"], r["per_class"], r["k"], r["resolution"], r.get("device", "cpu")
+
+
+def score_on_means(choices: list[str], means: list[dict[str, float] | None]) -> tuple[float, float, int]:
+    """Agreement and mean regret (points) against the seed-averaged accuracies, over the cells that have them."""
+    agree, regret = [], []
+    for choice, acc in zip(choices, means):
+        if acc is not None:
+            best = max(acc.values())
+            agree.append(acc[choice] >= best - 1e-9)
+            regret.append((best - acc[choice]) * 100)
+    return (float(np.mean(agree)), float(np.mean(regret)), len(agree)) if agree else (float("nan"), float("nan"), 0)
 
 
 METHODS = ("gain model + rules", "gain model + rules + probe calibration", "absolute model + rules", "absolute model",
@@ -166,7 +191,8 @@ def seed_ceiling(rows: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, picks
 
 
-def evaluate(rows: list[dict]) -> str:
+def evaluate(rows: list[dict], misses: Path | None = None) -> str:
+    """The evaluation's text; ``misses``: also write each cell's advice (the product's), winner and regret there."""
     book = rules.load()
     groups = np.array([datasets.family(r["dataset"]) for r in rows])
     ordered, choices, covered = choose(rows, groups, book)
@@ -193,6 +219,15 @@ def evaluate(rows: list[dict]) -> str:
     lines.append(f"  the reference is scored on the {len(kept)} cells with other seeds of the same configuration "
                  f"({int((k_kept >= 3).sum())} at k ≥ 3, {int((k_kept >= 10).sum())} at k ≥ 10); it is not left out: "
                  "it shows how much of the regret is seed-to-seed noise")
+    means = seed_means(ordered)
+    lines.append("against each configuration's mean over its seeds (the same held-out choices; less of the test sets' "
+                 "and training runs' noise in the truth):")
+    for method in (PRODUCT, "absolute model + rules", "always feature extraction", "always fine-tune"):
+        parts = []
+        for lo in (0, 10):
+            a, mean, n = score_on_means([c for c, m in zip(choices[method], ks >= lo) if m], [q for q, m in zip(means, ks >= lo) if m])
+            parts.append(f"{'all' if lo == 0 else f'k ≥ {lo}'} {n} cells {a:.0%} {mean:.2f}p")
+        lines.append(f"  {method:<38}" + "; ".join(parts))
     lines.append("interval coverage (80 % intervals as shown, FE measured) by where the held-out cell lies: " + "; ".join(
         f"{w} {np.mean([c for d, c in covered if d == w]):.0%} of {sum(d == w for d, _ in covered)}"
         if any(d == w for d, _ in covered) else f"{w}: none" for w in ("inside", "near", "outside")))
@@ -217,6 +252,13 @@ def evaluate(rows: list[dict]) -> str:
         lines.append(f"{method}: advised " + ", ".join(f"{s} {choices[method].count(s)}" for s in STRATEGIES))
     winners = [r["winner"] for r in ordered]
     lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGIES))
+    if misses is not None:
+        store.write_lines(misses, [{"key": r["key"], "dataset": r["dataset"], "k": r["k"], "per_class": r["per_class"],
+                                    "device": r.get("device", "cpu"), "advised": c, "winner": r["winner"],
+                                    "regret": round(100 * (max(r["runs"][s]["val_accuracy"] for s in STRATEGIES)
+                                                           - r["runs"][c]["val_accuracy"]), 2),
+                                    "accuracy": {s: r["runs"][s]["val_accuracy"] for s in STRATEGIES}}
+                                   for r, c in zip(ordered, choices[PRODUCT])])
     lines.append("goal (issue 19): agreement ≥ 85 %, mean regret ≤ 1.0 point overall; at k ≥ 10 a mean regret ≥ 2 points "
                  "below always feature extraction's")
     return "\n".join(lines)
@@ -227,6 +269,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
     parser.add_argument("--registry-depth", action="store_true",
                         help="score (and fit) fine-tune's 4-stage run in every cell, not the depth the rules advise")
+    parser.add_argument("--cells-out", type=Path, help="write each held-out cell's advice, winner and regret (JSON lines)")
     args = parser.parse_args()
     rows = cells.read(args.results, required=True)
     if args.registry_depth:
@@ -235,7 +278,7 @@ def main() -> None:
         rows, changed = cells.as_advised(rows, rules.load())
         print(f"fine-tune at the depth the rules advise, as advisor trains it: {changed} of {len(rows)} cells measured "
               "that variant (the others, collected before the variants, keep the 4-stage run)")
-    print(evaluate(rows))
+    print(evaluate(rows, args.cells_out))
 
 
 if __name__ == "__main__":
