@@ -69,7 +69,7 @@ def fit(rows: list[dict]) -> tuple[dict, dict]:
         "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "advisor_version": advisor.__version__,
         "cells": len(rows),
-        "datasets": {g: int((groups == g).sum()) for g in np.unique(groups)},
+        "datasets": {str(g): int((groups == g).sum()) for g in np.unique(groups)},
         "devices": sorted({r["device_name"] for r in rows}),
         "features": list(model.features),
         "target": f"accuracy rescaled so chance = 0, perfect = 1, on the {model.scale} scale (kept within 1-99 %); one "
