@@ -118,6 +118,19 @@ def read(paths: tuple[Path, ...] | list[Path] = FILES, required: bool = False) -
     return rows
 
 
+def configuration(row: dict) -> tuple:
+    """What a cell's seeds share: data set, images per class, budget k, resolution and device."""
+    return row["dataset"], row["per_class"], row["k"], row["resolution"], row.get("device", "cpu")
+
+
+def by_configuration(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """The cells grouped by :func:`configuration` (each group: the seeds of one configuration)."""
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault(configuration(r), []).append(r)
+    return out
+
+
 def inputs(row: dict) -> tuple[DataFacts, Budget, Throughput]:
     """What advisor would have known of a cell before its runs: descriptors, budget and each strategy's speed
     (retrain's from the epochs it made in the budget, the other trained ones by their speed ratios, feature

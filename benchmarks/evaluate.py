@@ -62,8 +62,7 @@ def proxy_probe(index, row, predictor, X, Y) -> dict | None:
     facts, _, tp = cells.inputs(row)
     errors = Y[j] - predictor.normalised(facts, EpochEquivalents(k_probe), speed_ratios(tp.images_per_second))
     reach = {s: None if s == "feature_extraction" else k_probe for s in STRATEGIES}
-    return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"],
-                                    cells.inputs(row)[0])
+    return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"], facts)
 
 
 def measured_fe(row: dict) -> Quantity:
@@ -86,38 +85,38 @@ def two_by_two(row: dict, book: rules.RuleBook) -> str:
             (False, True): "fine_tune", (False, False): "retrain"}[(small, similar)]
 
 
-def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
+def regrets(choices: list[str], accuracies: list[dict[str, float] | None]) -> tuple[list[bool], list[float]]:
+    """Per cell with accuracies (None: skipped): whether the choice is the best, and its regret in points."""
     agree, regret = [], []
-    for choice, row in zip(choices, rows):
-        acc = {s: row["runs"][s]["val_accuracy"] for s in STRATEGIES}
-        best = max(acc.values())
-        agree.append(acc[choice] >= best - 1e-9)
-        regret.append((best - acc[choice]) * 100)
-    return float(np.mean(agree)), float(np.mean(regret)), float(np.max(regret))
-
-
-def seed_means(rows: list[dict]) -> list[dict[str, float] | None]:
-    """Each cell's strategies' accuracies averaged over every seed of its configuration (data set, size,
-    budget, resolution, device; the cell itself included); None where the configuration has one seed."""
-    by_config: dict[tuple, list[dict]] = {}
-    for r in rows:
-        by_config.setdefault(_config(r), []).append(r)
-    return [None if len(same := by_config[_config(r)]) < 2 else
-            {s: float(np.mean([o["runs"][s]["val_accuracy"] for o in same])) for s in STRATEGIES} for r in rows]
-
-
-def _config(r: dict) -> tuple:
-    return r["dataset"], r["per_class"], r["k"], r["resolution"], r.get("device", "cpu")
-
-
-def score_on_means(choices: list[str], means: list[dict[str, float] | None]) -> tuple[float, float, int]:
-    """Agreement and mean regret (points) against the seed-averaged accuracies, over the cells that have them."""
-    agree, regret = [], []
-    for choice, acc in zip(choices, means):
+    for choice, acc in zip(choices, accuracies):
         if acc is not None:
             best = max(acc.values())
             agree.append(acc[choice] >= best - 1e-9)
             regret.append((best - acc[choice]) * 100)
+    return agree, regret
+
+
+def accuracies(row: dict) -> dict[str, float]:
+    return {s: row["runs"][s]["val_accuracy"] for s in STRATEGIES}
+
+
+def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
+    """Agreement, mean and worst regret (points) against each cell's own accuracies."""
+    agree, regret = regrets(choices, [accuracies(r) for r in rows])
+    return float(np.mean(agree)), float(np.mean(regret)), float(np.max(regret))
+
+
+def seed_means(rows: list[dict]) -> list[dict[str, float] | None]:
+    """Each cell's strategies' accuracies averaged over every seed of its configuration (the cell itself
+    included; :func:`advisor.cells.configuration`); None where the configuration has one seed."""
+    groups = cells.by_configuration(rows)
+    return [None if len(same := groups[cells.configuration(r)]) < 2 else
+            {s: float(np.mean([o["runs"][s]["val_accuracy"] for o in same])) for s in STRATEGIES} for r in rows]
+
+
+def score_on_means(choices: list[str], means: list[dict[str, float] | None]) -> tuple[float, float, int]:
+    """Agreement and mean regret (points) against the seed-averaged accuracies, over the cells that have them."""
+    agree, regret = regrets(choices, means)
     return (float(np.mean(agree)), float(np.mean(regret)), len(agree)) if agree else (float("nan"), float("nan"), 0)
 
 
@@ -178,11 +177,8 @@ def seed_ceiling(rows: list[dict]) -> tuple[list[dict], list[str]]:
     over those other seeds. It has seen the configuration's own outcome, which no left-out selector has, so
     what it misses is mostly noise (the draw of training images, the training run, the test images); from one
     or two other seeds it is itself a noisy estimate, so a perfect selector could do somewhat better."""
-    by_config: dict[tuple, list[dict]] = {}
-    for r in rows:
-        by_config.setdefault((r["dataset"], r["per_class"], r["k"], r["resolution"], r.get("device", "cpu")), []).append(r)
     kept, picks = [], []
-    for same in by_config.values():
+    for same in cells.by_configuration(rows).values():
         for r in same:
             others = [o for o in same if o is not r]
             if others:
@@ -253,12 +249,11 @@ def evaluate(rows: list[dict], misses: Path | None = None) -> str:
     winners = [r["winner"] for r in ordered]
     lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGIES))
     if misses is not None:
+        _, regret = regrets(choices[PRODUCT], [accuracies(r) for r in ordered])
         store.write_lines(misses, [{"key": r["key"], "dataset": r["dataset"], "k": r["k"], "per_class": r["per_class"],
                                     "device": r.get("device", "cpu"), "advised": c, "winner": r["winner"],
-                                    "regret": round(100 * (max(r["runs"][s]["val_accuracy"] for s in STRATEGIES)
-                                                           - r["runs"][c]["val_accuracy"]), 2),
-                                    "accuracy": {s: r["runs"][s]["val_accuracy"] for s in STRATEGIES}}
-                                   for r, c in zip(ordered, choices[PRODUCT])])
+                                    "regret": round(g, 2), "accuracy": accuracies(r)}
+                                   for r, c, g in zip(ordered, choices[PRODUCT], regret)])
     lines.append("goal (issue 19): agreement ≥ 85 %, mean regret ≤ 1.0 point overall; at k ≥ 10 a mean regret ≥ 2 points "
                  "below always feature extraction's")
     return "\n".join(lines)

@@ -103,10 +103,7 @@ def decisions(rows: list[dict], data: list[forecast.Pair], preds: dict[str, np.n
 def seed_spread(rows: list[dict], k_min: float = 10) -> tuple[int, float]:
     """Mean |difference| of a trained strategy's accuracy between seeds of the same configuration, ÷ √2: the
     error of a perfect forecast of the configuration's mean accuracy, in points."""
-    by: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r["k"] >= k_min:
-            by[_config(r)].append(r)
+    by = cells.by_configuration([r for r in rows if r["k"] >= k_min])
     diffs = [abs(a["runs"][s]["val_accuracy"] - b["runs"][s]["val_accuracy"])
              for same in by.values() for i, a in enumerate(same) for b in same[i + 1:] for s in learned.GAINED]
     return len(diffs), float(np.mean(diffs)) * 100 / np.sqrt(2) if diffs else float("nan")
@@ -114,15 +111,9 @@ def seed_spread(rows: list[dict], k_min: float = 10) -> tuple[int, float]:
 
 def seed_mean_targets(rows: list[dict], data: list[forecast.Pair]) -> np.ndarray:
     """Each pair's long-run strategy accuracy averaged over the seeds of its configuration (NaN with one seed)."""
-    by: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        by[_config(r)].append(r)
+    by = cells.by_configuration(rows)
     return np.array([float(np.mean([o["runs"][p.strategy]["val_accuracy"] for o in same]))
-                     if len(same := by[_config(rows[p.cell])]) > 1 else float("nan") for p in data])
-
-
-def _config(r: dict) -> tuple:
-    return r["dataset"], r["per_class"], r["k"], r["resolution"], r.get("device", "cpu")
+                     if len(same := by[cells.configuration(rows[p.cell])]) > 1 else float("nan") for p in data])
 
 
 def report(rows: list[dict]) -> str:
