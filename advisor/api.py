@@ -1,100 +1,27 @@
-"""The public API. The data path reads top to bottom: scan → profile → measure → decide (→ probe)."""
+"""The public API. The data path reads top to bottom: scan → profile → measure → decide (→ probe); the
+shared planning steps live in :mod:`advisor.planning`."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 from . import backbone as bb
-from . import budget as budget_mod
-from . import calibration, fe_accuracy, hardware, images, learned, profiles, similarity
+from . import profiles
 from . import rules as rules_mod
-from .decide import decide, plan_resolution
+from .decide import decide
 from .errors import AdvisorError
+from .planning import given_fe, predictor, quiet, recommend_scanned, setup
 from .scan import profile as profile_scan
-from .scan import ScannedData, scan
+from .scan import scan
 from .state import MachineState
 from . import throughput as throughput_mod
 from .throughput import Log, Target
-from .schemas import Budget, DataFacts, DataProfile, Hardware, Quantity, Recommendation, Similarity, Throughput
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-def stderr_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from .schemas import DataFacts, DataProfile, Recommendation
 
 
 def profile(data: str | os.PathLike) -> DataProfile:
     """Scan a labelled image folder and describe it (counts, imbalance, sizes, modes, unreadable files)."""
     return profile_scan(scan(data))
-
-
-def measure_similarity(data, hw: Hardware, backbone: str, weights: str | None,
-                       sample_size: int = similarity.SAMPLE_SIZE) -> Similarity:
-    """Similarity of the training images, on the sample :func:`similarity.sample_indices` draws."""
-    train = data.split("train")
-    sample = [train[i] for i in similarity.sample_indices([it.label for it in train], sample_size)]
-    x, y = images.load(sample, similarity.RESOLUTION)
-    if len(x) == 0:
-        raise AdvisorError("None of the sampled images could be decoded.")
-    return similarity.measure(x, y, hw, backbone, weights=weights)
-
-
-def setup(rules, device: str | None, backbone: str, target: Target | None = None, **budget,
-          ) -> tuple[rules_mod.RuleBook, Hardware, Hardware, Budget]:
-    """Check the options that do not depend on the data: rules file, device, backbone name and budget.
-    Returns the rules, the device that computes here, the device planned for (the target's) and the budget."""
-    book = rules_mod.load(rules)
-    hw = hardware.detect(device)
-    bb.get_config(backbone)
-    plan_hw = target.profile.device if target and target.profile else hw
-    return book, hw, plan_hw, budget_mod.make(plan_hw, **budget)
-
-
-def predictor(state: MachineState, use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
-              extra: list[dict] | None = None, fe: Quantity | None = None) -> learned.LearnedPredictor | None:
-    """The state's learned model as a decision predictor, corrected by this machine's probe records and
-    ``extra`` ones, built on feature extraction's measured accuracy ``fe`` when there is one; None when not
-    wanted or none is fitted yet."""
-    bundle = learned.load(state.model_path) if use_model else None
-    if not bundle:
-        return None
-    return learned.LearnedPredictor(*bundle, measures, calibration.probes(state) + (extra or []), data, fe=fe)
-
-
-def given_fe(value: float | None) -> Quantity | None:
-    """Feature extraction's accuracy given by the caller (0–1), as a measured Quantity."""
-    if value is None:
-        return None
-    if not 0.0 <= value <= 1.0:
-        raise AdvisorError(f"fe_accuracy must be between 0 and 1 (a fraction, e.g. 0.82); got {value}.")
-    return Quantity(value=float(value), source="measured", detail="given by the caller (--fe-accuracy / fe_accuracy=)")
-
-
-def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook,
-               state: MachineState, backbone: str, weights: str | None, throughput: Throughput | None, local: bool,
-               log: Log = quiet) -> Quantity | str:
-    """Feature extraction trained for real on (a class-stratified subset of) the training images and
-    cross-validated (:mod:`advisor.fe_accuracy`), reused from this machine's record for the same files; or why not."""
-    ips = throughput.images_per_second.get("feature_extraction") if throughput else None
-    if ips and budget.seconds < facts.n_images / ips:
-        return "the budget does not afford one pass over the images"
-    res = plan_resolution(facts.resolution, book)
-    size = fe_accuracy.subset_size(facts.n_images, hw, ips if local else None)
-    key = fe_accuracy.fingerprint(scanned, backbone, res, weights)
-    cached = calibration.cached_fe(state, key)
-    if cached:
-        log(f"feature extraction's accuracy from this machine's record ({cached.value:.1%})")
-        return cached
-    log(f"measuring feature extraction on {size} images at {res}px (frozen {backbone}, {fe_accuracy.FOLDS}-fold cross-validation) …")
-    found = fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights)
-    if isinstance(found, Quantity):
-        log(f"  {found.value:.1%} (80 % interval {found.low:.1%}–{found.high:.1%})")
-        calibration.record_fe(state, key, str(scanned.root), found)  # a read-only store warns once and stores nothing
-    return found
 
 
 def recommend(
@@ -162,35 +89,6 @@ def recommend(
         rec.warnings.append("Feature extraction's accuracy was not measured (numbers only): it is predicted; "
                             "give fe_accuracy= if you have measured it.")
     return rec
-
-
-def recommend_scanned(
-    scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
-    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
-    log: Log = quiet, target: Target | None = None, fe: Quantity | None = None,
-) -> Recommendation:
-    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → feature
-    extraction measured (unless ``fe`` is given) → decide. ``hw`` computes the similarity and FE here; the
-    plan is for ``target``'s device (default: ``hw``)."""
-    target = target or Target()
-    plan_hw = target.profile.device if target.profile else hw
-    prof = profile_scan(scanned)
-    log(f"  {prof.n_images} training images in {prof.n_classes} classes ({prof.scan_seconds:.1f} s)")
-    log(f"measuring domain similarity on a sample with {backbone} on {hw.device} …")
-    sim = measure_similarity(scanned, hw, backbone, weights)
-    log(f"  similarity {sim.score:.2f} from {sim.sample_size} images ({sim.seconds:.1f} s)")
-    facts = DataFacts(
-        n_images=prof.n_images, n_classes=prof.n_classes, resolution=min(prof.width_median, prof.height_median),
-        channels=prof.channels, imbalance=prof.imbalance, similarity=min(1.0, max(0.0, sim.score)),
-    )
-    throughput = throughput_mod.acquire(state, facts, hw, book, backbone, log, target) if measure else None
-    found = fe or measure_fe(scanned, facts, budget, hw, book, state, backbone, weights, throughput, not target.profile, log)
-    fe = found if isinstance(found, Quantity) else None
-    rec = decide(facts, budget, plan_hw, book, throughput, {"feature_extraction": fe} if fe else None,
-                 predictor(state, use_model, sim, str(scanned.root), fe=fe), backbone=backbone)
-    if fe is None:
-        rec.warnings.append(f"Feature extraction was not measured: {found}; its accuracy is predicted.")
-    return rec.model_copy(update={"profile": prof, "similarity": sim})
 
 
 def budget_curve(rec: Recommendation, state: MachineState | None = None, rules: str | os.PathLike | None = None,

@@ -73,6 +73,7 @@ class ContributedCell(BaseModel):
     k: float | None  # epoch-equivalents the run reached (None: no budget in epochs)
     runs: dict[StrategyName, RunRecord]  # the one strategy trained
     fe_measured: Quantity | None = None  # feature extraction's cross-validated accuracy on the same data, if measured
+    speed_ratios: dict[str, float] | None = None  # each trained strategy's images/s ÷ all-layer training's, as planned
     train_images: int
     val_images: int
     device: str
@@ -95,9 +96,22 @@ def contributed(probe_records: list[dict]) -> list[ContributedCell]:
             schema="advisor-contributed-cell/1", key=f"{dataset}|{name}|k={cell['k']}|{p['time']}", dataset=dataset,
             n_images=facts["n_images"], n_classes=facts["n_classes"], resolution=facts["resolution"],
             channels=facts["channels"], similarity=facts["similarity"], k=cell["k"], runs={name: cell["run"]},
-            fe_measured=cell.get("fe_measured"), train_images=cell["train_images"], val_images=cell["val_images"],
+            fe_measured=cell.get("fe_measured"), speed_ratios=cell.get("speed_ratios"), train_images=cell["train_images"], val_images=cell["val_images"],
             device=cell["device"], device_name=p.get("device_name") or "", advisor_version=cell.get("advisor_version"),
             time=p["time"]))
+    return out
+
+
+def read_contributed(paths: list[Path]) -> list[ContributedCell]:
+    """The contributed cells in ``paths`` (``advisor calibrate --export --cells`` output), each checked."""
+    out = []
+    for path in paths:
+        for i, row in enumerate(store.read(Path(path)), 1):
+            try:
+                out.append(ContributedCell.model_validate(row))
+            except ValueError as exc:
+                raise AdvisorError(f"{path}, line {i}: not a contributed cell ({exc.errors()[0]['loc']}: "
+                                   f"{exc.errors()[0]['msg']})") from None
     return out
 
 

@@ -65,9 +65,9 @@ def _target_options(func):
 
 
 def _log(as_json: bool):
-    from . import api  # torch loads only when a command needs it: --help and errors stay fast
+    from . import planning  # torch loads only when a command needs it: --help and errors stay fast
 
-    return api.quiet if as_json else api.stderr_log
+    return planning.quiet if as_json else planning.stderr_log
 
 
 def run_probe(*args, **kwargs):
@@ -202,12 +202,12 @@ def calibrate(action, as_cells):
 @_user_errors
 def hardware_cmd(save_to, device, resolutions, batch, device_name, as_json):
     """Measure this device's training speed for every configuration advisor plans (a hardware profile)."""
-    from . import api, profiles
+    from . import planning, profiles
 
     if device_name:
         prof = profiles.estimate(device_name)
     else:
-        book, hw, _, _ = api.setup(None, device, DEFAULT_BACKBONE, minutes=1)
+        book, hw, _, _ = planning.setup(None, device, DEFAULT_BACKBONE, minutes=1)
         from .decide import plan_batch_size
 
         size = batch or plan_batch_size(hw, 10**6, book)

@@ -289,6 +289,24 @@ def gain_table(rows: list[dict], fe_accuracy: np.ndarray | None = None) -> tuple
     return X, acc[:, [STRATEGIES.index(s) for s in GAINED]] - acc[:, [0]]
 
 
+def contributed_gain_table(contributed: list, typical_ratios: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contributed cells (:class:`advisor.cells.ContributedCell`, one trained strategy each) → (rows of
+    :data:`GAIN_FEATURES`, (n, 3) gains over FE with NaN where the cell did not train that strategy, groups:
+    each contributed data set its own family). Only cells with FE measured, a budget in epoch-equivalents and
+    a trained strategy count; speed ratios the cell lacks are ``typical_ratios``."""
+    X, D, groups = [], [], []
+    for c in contributed:
+        trained = [s for s in c.runs if s in GAINED]
+        if c.fe_measured is None or c.k is None or not trained:
+            continue
+        ratios = {**typical_ratios, **(c.speed_ratios or {})}
+        fe_norm = float(to_normalised(np.array(c.fe_measured.value), c.n_classes))
+        X.append(gain_row(c.n_images, c.n_classes, c.channels, c.similarity, EpochEquivalents(c.k), fe_norm, ratios))
+        D.append([c.runs[s].val_accuracy - c.fe_measured.value if s in trained else np.nan for s in GAINED])
+        groups.append(c.dataset)
+    return np.array(X).reshape(-1, len(GAIN_FEATURES)), np.array(D, dtype=float).reshape(-1, len(GAINED)), np.array(groups)
+
+
 class GainModel:
     """Predicts each trained strategy's accuracy minus feature extraction's (a fraction); sklearn-style.
 
@@ -296,7 +314,8 @@ class GainModel:
     difference, the unit regret is scored in: in leave-one-family-out tests it chose better than the difference
     of normalised accuracies (1.31 against 1.37 points of mean regret over three seeds) or of logits (1.62),
     and ExtraTrees better than gradient boosting or absolute-accuracy models (README). Intervals: ± the
-    ``coverage`` quantile of the out-of-fold |residual| per strategy.
+    ``coverage`` quantile of the out-of-fold |residual| per strategy. A NaN target (a contributed cell that
+    trained one strategy) is left out of that strategy's fit only.
     """
 
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 5, coverage: float = 0.8):
@@ -304,10 +323,11 @@ class GainModel:
         self.n_estimators, self.min_samples_leaf, self.coverage = n_estimators, min_samples_leaf, coverage
 
     def fit(self, X: np.ndarray, D: np.ndarray, residuals: np.ndarray | None = None) -> "GainModel":
+        known = np.isfinite(D)
         self.estimators_ = [ExtraTreesRegressor(self.n_estimators, min_samples_leaf=self.min_samples_leaf, random_state=0,
-                                                n_jobs=1).fit(X, D[:, j]) for j in range(D.shape[1])]
+                                                n_jobs=1).fit(X[known[:, j]], D[known[:, j], j]) for j in range(D.shape[1])]
         self.ranges_ = {f: (float(np.nanmin(X[:, i])), float(np.nanmax(X[:, i]))) for i, f in enumerate(self.features)}
-        self.half_width_ = (np.quantile(np.abs(residuals), self.coverage, axis=0) if residuals is not None and len(residuals)
+        self.half_width_ = (np.nanquantile(np.abs(residuals), self.coverage, axis=0) if residuals is not None and len(residuals)
                             else np.full(D.shape[1], np.nan))
         log_k = X[:, self.features.index("log_budget")]  # the cells' median speed ratios: used when none is measured
         self.typical_ratios_ = {s: float(np.exp(np.median(X[:, self.features.index(f"log_epochs_{s}")] - log_k)))

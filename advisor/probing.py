@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import api, calibration, engine, forecast, images, learned, timing
+from . import calibration, engine, forecast, images, learned, planning, timing
 from . import backbone as bb
 from . import registry
 from .decide import decide, standard_batch_size
@@ -181,7 +181,7 @@ def probe(
     strategies: tuple[str, ...] = STRATEGIES,
     use_model: bool = True,
     progress: bool = True,
-    log: api.Log = api.quiet,
+    log: planning.Log = planning.quiet,
     save: bool = True,
     state: MachineState | None = None,
 ) -> ProbeResult:
@@ -205,11 +205,11 @@ def probe(
                            f"{' with --seconds' if seconds is not None else ''}.")
     if not (math.isfinite(fraction) and 0 < fraction <= 1):
         raise AdvisorError(f"--fraction must be between 0 and 1; got {fraction}.")
-    book, hw, _, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    book, hw, _, budget = planning.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
-    rec = api.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
+    rec = planning.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
     total = seconds if seconds is not None else probe_seconds(rec, fraction)
     planned = rec.estimate(rec.strategy).settings
 
@@ -269,7 +269,7 @@ def probe(
     k_budget = rec.budget_k().value if rec.budget_k() else None
     fe = rec.estimate("feature_extraction").accuracy
     fe = fe if fe is not None and fe.source == "measured" else None  # the gains build on it before and after calibration
-    pred = api.predictor(state, use_model, rec.similarity, fe=fe)
+    pred = planning.predictor(state, use_model, rec.similarity, fe=fe)
     runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
     if pred is not None and pred.forecaster is not None and k_budget:
         full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios())
@@ -290,7 +290,7 @@ def probe(
         reach = {r.strategy: k_budget if r.forecast is not None else r.reach for r in judged}
         observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root), rec.facts)
         after = decide(rec.facts, budget, hw, book, rec.throughput, {"feature_extraction": fe} if fe else None, backbone=backbone,
-                       predictor=api.predictor(state, use_model, rec.similarity, str(scanned.root), [observed], fe=fe))
+                       predictor=planning.predictor(state, use_model, rec.similarity, str(scanned.root), [observed], fe=fe))
         weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
                                                      EpochEquivalents(k_budget)), 3)
                    for s in reach} if k_budget else None

@@ -20,7 +20,7 @@ from .errors import AdvisorError
 from .schemas import DataFacts, Hardware, ProbeRun, Recommendation, StrategyName, Throughput
 from .state import MachineState
 
-Log = Callable[[str], None]  # where progress lines go (api.quiet, api.stderr_log)
+Log = Callable[[str], None]  # where progress lines go (planning.quiet, planning.stderr_log)
 
 
 FIRST_TIMING_SECONDS: float | None = 20.0  # what timing this machine may cost a recommendation (None: unbounded)

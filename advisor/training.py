@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import api, architectures, calibration, engine, hardware, images, learned, registry, store
+from . import architectures, calibration, engine, hardware, images, learned, planning, registry, store
 from . import backbone as bb
 from . import strategies as st
 from .errors import AdvisorError, BudgetError, DataError, printable
@@ -297,7 +297,7 @@ def _teach(state: MachineState, plan: dict, accuracy: float, k_reached: float | 
     record = calibration.probe_record({} if error is None else {plan["strategy"]: round(error, 4)}, reach,
                                       plan["val_images"], plan["data"], facts)
     cell = {"strategy": plan["strategy"], "run": run, "k": k_reached, "facts": plan["facts"], "device": hw.device,
-            "dataset": plan.get("fingerprint"), "fe_measured": plan.get("fe_measured"),
+            "dataset": plan.get("fingerprint"), "fe_measured": plan.get("fe_measured"), "speed_ratios": plan.get("speed_ratios"),
             "train_images": plan["train_images"], "val_images": plan["val_images"], "advisor_version": plan.get("advisor_version")}
     calibration.record_probe(state, {**record, "source": "train", "cell": cell}, hw)
     if error is None:
@@ -330,7 +330,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
     k = rec.budget_k()
     predicted = None
     fe = rec.estimate("feature_extraction").accuracy
-    pred = api.predictor(state, use_model, rec.similarity, fe=fe if fe is not None and fe.source == "measured" else None)
+    pred = planning.predictor(state, use_model, rec.similarity, fe=fe if fe is not None and fe.source == "measured" else None)
     if pred is not None and k is not None:
         predicted = float(pred.normalised(rec.facts, EpochEquivalents(k.value), rec.speed_ratios())[registry.STRATEGY_NAMES.index(name)])
     import advisor
@@ -343,6 +343,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
                                                                       if rec.estimate(name).accuracy else None),
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
             "fe_measured": fe.model_dump(mode="json") if fe is not None and fe.source == "measured" else None,
+            "speed_ratios": rec.speed_ratios(),
             "fingerprint": hashlib.sha1("\n".join(f"{it.path}|{it.label}" for it in train_items).encode(
                 "utf-8", "surrogateescape")).hexdigest()[:16],
             "forecast": _probe_forecast(state, str(scanned.root), name),
@@ -369,7 +370,7 @@ def train(
     rules: str | os.PathLike | None = None,
     use_model: bool = True,
     progress: bool = True,
-    log: api.Log = api.quiet,
+    log: planning.Log = planning.quiet,
     state: MachineState | None = None,
     started: float | None = None,
 ) -> TrainResult:
@@ -379,7 +380,7 @@ def train(
     clock = _Clock(started=started)
     if strategy is not None and strategy not in registry.STRATEGY_NAMES:
         raise AdvisorError(f"Unknown strategy '{strategy}'; choose one of: {', '.join(registry.STRATEGY_NAMES)}.")
-    book, hw, _, budget = api.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    book, hw, _, budget = planning.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     if budget.seconds < MIN_SECONDS:
         raise BudgetError(f"A budget of {budget.seconds:.1f} s is too small to train anything (at least {MIN_SECONDS:g} s).")
     run_dir = Path(out) if out is not None else _default_run_dir(Path(data), strategy)
@@ -387,7 +388,7 @@ def train(
     state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
-    rec = api.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
+    rec = planning.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
     name = strategy or rec.strategy
     train_items, val_items = _split(scanned)
     plan = _plan(scanned, rec, name, backbone, weights, train_items, val_items, state, use_model)
@@ -407,7 +408,7 @@ def train(
     return _run(run_dir, plan, hw, clock, None, state, progress, log)
 
 
-def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: bool = True, log: api.Log = api.quiet,
+def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: bool = True, log: planning.Log = planning.quiet,
            state: MachineState | None = None, started: float | None = None) -> TrainResult:
     """Go on with an unfinished run from its last checkpoint, with what is left of its budget (the time since
     the last checkpoint, up to the last heartbeat, counts as spent)."""
@@ -439,7 +440,7 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
 
 
 def _run(run_dir: Path, plan: dict, hw, clock: _Clock, checkpoint: dict | None, state: MachineState, progress: bool,
-         log: api.Log) -> TrainResult:
+         log: planning.Log) -> TrainResult:
     s, backbone = plan["settings"], plan["backbone"]
     n_classes = len(plan["classes"])
     log(f"decoding {plan['train_images']} training and {plan['val_images']} held-out images at {s['resolution']}px …")
@@ -484,7 +485,7 @@ def _run(run_dir: Path, plan: dict, hw, clock: _Clock, checkpoint: dict | None, 
 
 
 def _finish(run_dir: Path, plan: dict, hw, clock: _Clock, where: _Position, accuracy: float, used: int, diverged: bool,
-            state: MachineState, n_train: int, n_val: int, log: api.Log) -> TrainResult:
+            state: MachineState, n_train: int, n_val: int, log: planning.Log) -> TrainResult:
     """Teach advisor, write run.json and the curve, remove the checkpoint: the run is finished."""
     budget, name = plan["budget_seconds"], plan["strategy"]
     trained_s = max(clock() - where.train_from, 1e-9)

@@ -7,7 +7,11 @@ probe's forecaster (a short run → the full budget; advisor/forecast.py). The c
 records the data they saw and their leave-one-family-out error; the same residuals set the prediction intervals. It also
 compares the model's inputs with the finer image measures added, so each refit re-checks that choice.
 
-    python benchmarks/fit_model.py [--results FILE ...]   # default: the CPU and GPU cells
+Finished ``advisor train`` runs that users contributed (``advisor calibrate --export --cells`` files, given
+with ``--contributed``) join the gain model's fit for the one strategy each trained, beside FE's measured
+accuracy; each contributed data set is its own family in the leave-one-family-out folds.
+
+    python benchmarks/fit_model.py [--results FILE ...] [--contributed FILE ...]   # default: the CPU and GPU cells
 """
 
 from __future__ import annotations
@@ -57,11 +61,18 @@ def gain_figures(oof: np.ndarray, rows: list[dict]) -> dict:
     }
 
 
-def fit(rows: list[dict]) -> tuple[dict, dict]:
+def typical_ratios(rows: list[dict]) -> dict[str, float]:
+    """The cells' median speed ratio per strategy the gain model reads."""
+    return {s: float(np.median([r["speed_ratios"][s] for r in rows])) for s in learned.RATIO_STRATEGIES}
+
+
+def fit(rows: list[dict], contributed: list[cells.ContributedCell] = ()) -> tuple[dict, dict]:
     X, Y, n_classes, groups = learned.table(rows)
     model, oof = learned.fit(X, Y, groups)
     XG, D = learned.gain_table(rows)
-    gain, gain_oof = learned.fit_gain(XG, D, groups)
+    XC, DC, GC = learned.contributed_gain_table(list(contributed), typical_ratios(rows))
+    gain, gain_oof = learned.fit_gain(np.vstack([XG, XC]), np.vstack([D, DC]), np.concatenate([groups, GC]))
+    gain_oof = gain_oof[:len(rows)]
     with_measures = learned.leave_one_dataset_out(X, Y, groups, features=learned.FEATURES)
     forecaster, held, oof_fc = forecast.fit(rows, groups)
     card = {
@@ -69,6 +80,7 @@ def fit(rows: list[dict]) -> tuple[dict, dict]:
         "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "advisor_version": advisor.__version__,
         "cells": len(rows),
+        "contributed_cells": len(GC),
         "datasets": {str(g): int((groups == g).sum()) for g in np.unique(groups)},
         "devices": sorted({r["device_name"] for r in rows}),
         "features": list(model.features),
@@ -109,11 +121,16 @@ def fit(rows: list[dict]) -> tuple[dict, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, nargs="+", default=list(cells.FILES))
+    parser.add_argument("--contributed", type=Path, nargs="*", default=[],
+                        help="contributed cells (advisor calibrate --export --cells): join the gain model's fit")
     parser.add_argument("--out", type=Path, default=PACKAGED_MODEL)
     args = parser.parse_args()
     rows, changed = cells.as_advised(cells.read(args.results, required=True), rules.load())
     print(f"fine-tune at the depth the rules advise: {changed} of {len(rows)} cells", file=sys.stderr)
-    models, card = fit(rows)
+    contributed = cells.read_contributed(args.contributed)
+    models, card = fit(rows, contributed)
+    print(f"contributed cells: {card['contributed_cells']} of {len(contributed)} usable (FE measured, a budget in "
+          "epoch-equivalents, a trained strategy)", file=sys.stderr)
     card["fine_tune_runs"] = (f"at the depth the rules advise in {changed} cells (advisor.cells.as_advised); "
                               "the registry's 4 stages in the rest (collected before the variants)")
     path = learned.save(models, card, args.out)

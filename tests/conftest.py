@@ -44,6 +44,27 @@ def digits_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def _warm_template(tmp_path_factory, digits_dir) -> Path:
+    """A machine home where the digits were recommended once: this CPU's step times and FE's accuracy stored."""
+    import advisor
+    from advisor.state import MachineState
+
+    home = tmp_path_factory.mktemp("warm") / "advisor-home"
+    advisor.recommend(digits_dir, minutes=10, state=MachineState(home=home))
+    return home
+
+
+@pytest.fixture
+def warm_home(_warm_template, tmp_path, monkeypatch) -> Path:
+    """This test's own ADVISOR_HOME, a copy of one that has advised on the digits before, as on a machine that
+    has used advisor: later advice reuses its records (after their quick check) instead of timing from nothing."""
+    home = tmp_path / "warm-home"
+    shutil.copytree(_warm_template, home)
+    monkeypatch.setenv("ADVISOR_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
 def photos() -> tuple[torch.Tensor, list[int]]:
     """The 20 ImageNet photos foolbox ships, at 128 px, with their ImageNet labels."""
     if FOOLBOX_DATA is None:

@@ -26,7 +26,7 @@ def test_recommend_on_a_folder(rec):
 
 
 @pytest.mark.slow
-def test_default_uses_the_packaged_learned_model(digits_dir):
+def test_default_uses_the_packaged_learned_model(digits_dir, warm_home):
     from advisor import learned
 
     if learned.load() is None:
@@ -89,7 +89,7 @@ def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
     import numpy as np
     from PIL import Image
 
-    from advisor.api import measure_similarity
+    from advisor.planning import measure_similarity
     from advisor.similarity import SAMPLE_SIZE as SIMILARITY_SAMPLE
     from advisor.scan import scan
 
@@ -104,7 +104,7 @@ def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
 
 
 @pytest.mark.slow
-def test_probe_uses_the_val_split(digits_dir, tmp_path):
+def test_probe_uses_the_val_split(digits_dir, tmp_path, warm_home):
     from .conftest import copy_tree
 
     root = tmp_path / "split"
@@ -113,3 +113,16 @@ def test_probe_uses_the_val_split(digits_dir, tmp_path):
     result = advisor.probe(root, minutes=5, seconds=4, max_train=50, strategies=("feature_extraction", "fine_tune"), progress=False)
     assert result.val_images == 200 and result.train_images == 50
     assert [r.strategy for r in result.runs] == ["feature_extraction", "fine_tune"]
+
+
+def test_the_probe_and_train_never_reenter_the_api():
+    """The API is the public face: the modules under it (planning, probe, train, throughput) never import it."""
+    import ast
+    from pathlib import Path
+
+    package = Path(advisor.__file__).parent
+    for module in ("planning", "probing", "training", "throughput", "decide"):
+        tree = ast.parse((package / f"{module}.py").read_text())
+        imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "api" not in imported and "advisor.api" not in imported, module

@@ -32,7 +32,7 @@ def test_profile_command(digits_dir):
 
 
 @pytest.mark.slow
-def test_recommend_json_and_text(digits_dir):
+def test_recommend_json_and_text(digits_dir, warm_home):
     before = snapshot(digits_dir)
     result = runner.invoke(main, ["recommend", "--data", str(digits_dir), "--gpu-hours", "0.5", "--json"])
     assert result.exit_code == 0, result.output
@@ -86,7 +86,7 @@ def test_demo_data_exports_a_real_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
+def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path, warm_home):
     result = runner.invoke(main, ["probe", "--data", str(digits_dir), "--minutes", "10", "--steps", "12",
                                   "--resolution", "32", "--max-train", "200", "--json"])
     assert result.exit_code == 0, result.output
@@ -126,7 +126,7 @@ def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_probe_shorter_than_one_pass_still_ends_cleanly(digits_dir):
+def test_a_probe_shorter_than_one_pass_still_ends_cleanly(digits_dir, warm_home):
     # feature extraction's pass alone outlasts 0.5 s: the others get no time left, take one step each and say so
     result = runner.invoke(main, ["probe", "--data", str(digits_dir), "--minutes", "10", "--seconds", "0.5",
                                   "--max-train", "50", "--json"])

@@ -153,3 +153,31 @@ def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measure
     p = learned.LearnedPredictor(models, {"name": "t"}, fe=fe)
     slow, fast = (p.predict(facts, EpochEquivalents(30), {"fine_tune": 1.0, "scratch": r})["scratch"] for r in (0.25, 8.0))
     assert fast.value != slow.value and "typical" not in fast.detail
+
+
+def test_contributed_cells_join_the_gain_model_for_the_strategy_they_trained():
+    """A user's finished run (one strategy, FE measured) teaches the gain model that strategy's gain there."""
+    from advisor.schemas import Quantity
+
+    held = "emoji" if any(learned.datasets.family(r["dataset"]) == "emoji" for r in ROWS) else learned.datasets.family(ROWS[0]["dataset"])
+    inside = [r for r in ROWS if learned.datasets.family(r["dataset"]) != held]
+    out = [r for r in ROWS if learned.datasets.family(r["dataset"]) == held]
+    contributed = [cells.ContributedCell(
+        schema="advisor-contributed-cell/1", key=f"c{i}", dataset="user-abc", n_images=r["n_images"], n_classes=r["n_classes"],
+        resolution=r["resolution"], channels=r["channels"], similarity=r["similarity"]["score"], k=r["k"],
+        runs={"scratch": r["runs"]["scratch"]}, speed_ratios=r["speed_ratios"], train_images=r["n_images"], val_images=100,
+        fe_measured=Quantity(value=r["runs"]["feature_extraction"]["val_accuracy"], source="measured"),
+        device="cpu", device_name="test", time="2026-12-02T00:00:00") for i, r in enumerate(out)]
+    ratios = {s: float(np.median([r["speed_ratios"][s] for r in inside])) for s in learned.RATIO_STRATEGIES}
+    XC, DC, groups_c = learned.contributed_gain_table(contributed, ratios)
+    XO, DO = learned.gain_table(out)
+    assert len(XC) == len(out) and np.allclose(XC, XO) and np.isnan(DC[:, :2]).all() and np.allclose(DC[:, 2], DO[:, 2])
+    XI, DI = learned.gain_table(inside)
+    groups = np.array([learned.datasets.family(r["dataset"]) for r in inside])
+    without = learned.GainModel().fit(XI, DI)
+    with_them, _ = learned.fit_gain(np.vstack([XI, XC]), np.vstack([DI, DC]), np.concatenate([groups, groups_c]))
+    # only scratch learnt from them: fine-tune's and retrain's trees saw the same rows
+    assert np.allclose(with_them.predict(XO)[:, :2], without.predict(XO)[:, :2])
+    err = [np.abs(m.predict(XO)[:, 2] - DO[:, 2]).mean() for m in (without, with_them)]
+    assert err[1] < err[0]
+    assert np.isfinite(with_them.half_width_).all()
