@@ -54,7 +54,10 @@ class Decision(BaseModel):
     temperature: float = Field(gt=0, allow_inf_nan=False, description="softmax temperature of rule scores")
 
 
-class Settings(BaseModel):
+class PlanLimits(BaseModel):
+    """The rules file's ``[settings]`` section: the resolutions a plan may use and the standard batch sizes (not
+    :class:`advisor.schemas.Settings`, the settings advised for one strategy)."""
+
     model_config = ConfigDict(extra="forbid")
 
     min_resolution: PositiveInt
@@ -63,7 +66,7 @@ class Settings(BaseModel):
     batch_size_gpu: PositiveInt
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Settings":
+    def _ordered(self) -> "PlanLimits":
         if self.min_resolution > self.max_resolution:
             raise ValueError(f"min_resolution {self.min_resolution} is above max_resolution {self.max_resolution}")
         return self
@@ -87,7 +90,7 @@ class RuleBook(BaseModel):
 
     thresholds: dict[str, FiniteFloat]
     decision: Decision
-    settings: Settings
+    settings: PlanLimits
     max_epochs: MaxEpochs
     rule: list[Rule] = Field(min_length=1)
     source: str = ""
