@@ -23,7 +23,7 @@ from . import backbone as bb
 from . import engine, images
 from .scan import ScannedData
 from .schemas import Hardware, Quantity
-from .units import Z80
+from .units import accuracy_interval
 
 SECONDS_CPU = 2.0  # embedding time the measurement may take on a CPU (the subset is sized to it)
 IMAGES_CPU = 500  # ... and at most this many images there (cross-validation's sampling error ≤ 2.3 points)
@@ -79,9 +79,9 @@ def measure(x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = bb.D
     if isinstance(found, str):
         return found
     acc, n, folds = found
-    half = Z80 * math.sqrt(max(acc * (1 - acc), 0.25 / n) / n)  # binomial, never zero width
+    low, high = accuracy_interval(acc, n)
     of = f" of {total_images}" if total_images and total_images > len(x) else ""
-    return Quantity(value=round(acc, 4), source="measured", low=round(max(0.0, acc - half), 4), high=round(min(1.0, acc + half), 4),
+    return Quantity(value=round(acc, 4), source="measured", low=round(low, 4), high=round(high, 4),
                     detail=f"{folds}-fold cross-validated logistic regression on frozen {backbone} features of {len(x)}"
                     f"{of} images at {x.shape[-1]}px, {time.perf_counter() - t0:.1f} s; 80 % interval (binomial)")
 

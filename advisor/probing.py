@@ -20,7 +20,7 @@ from .errors import AdvisorError
 from .scan import scan
 from .state import MachineState
 from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
-from .units import Z80, EpochEquivalents
+from .units import Z80, EpochEquivalents, accuracy_se
 
 
 def probe_seconds(rec: Recommendation, fraction: float) -> float:
@@ -65,7 +65,7 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
         return ranking, None, (f"The probe cannot judge the recommended {chosen}: its run was too short. Of the runs "
                                f"long enough to judge, {best} did best ({acc[best]:.1%}).{unjudged}")
     # the recommended strategy agrees if it is within one binomial standard error of the best
-    se = math.sqrt(max(acc[best] * (1 - acc[best]), 0.25 / max(n_val, 1)) / max(n_val, 1))
+    se = accuracy_se(acc[best], n_val)
     agrees = acc[best] - acc[chosen] <= se
     if chosen == best:
         verdict = f"The probe agrees: {chosen} reached the best validation accuracy ({acc[chosen]:.1%})."

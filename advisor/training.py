@@ -38,7 +38,7 @@ from .errors import AdvisorError, BudgetError, DataError, printable
 from .scan import IMAGE_EXTENSIONS, ImageItem, scan
 from .schemas import DataFacts, Prediction, Quantity, Settings, TrainResult
 from .state import MachineState
-from .units import Z80, EpochEquivalents
+from .units import EpochEquivalents, accuracy_interval
 
 MODEL_FILE, RUN_FILE, CHECKPOINT_FILE, HEARTBEAT_FILE, CURVE_FILE = (
     "model.pt", "run.json", "checkpoint.pt", "progress.json", "curve.png")
@@ -490,9 +490,8 @@ def _finish(run_dir: Path, plan: dict, hw, clock: _Clock, where: _Position, accu
     budget, name = plan["budget_seconds"], plan["strategy"]
     trained_s = max(clock() - where.train_from, 1e-9)
     k_reached = plan["k_budget"] * min(1.0, trained_s / budget) if plan.get("k_budget") else None
-    se = math.sqrt(max(accuracy * (1 - accuracy), 0.25 / n_val) / n_val)
-    measured = Quantity(value=round(accuracy, 4), source="measured", low=round(max(0.0, accuracy - Z80 * se), 4),
-                        high=round(min(1.0, accuracy + Z80 * se), 4),
+    low, high = accuracy_interval(accuracy, n_val)
+    measured = Quantity(value=round(accuracy, 4), source="measured", low=round(low, 4), high=round(high, 4),
                         detail=f"on the {n_val} held-out images after training; 80 % interval from their count")
     run = {"val_accuracy": round(accuracy, 4), "epochs": round(where.seen / n_train, 3), "seconds": round(trained_s, 2),
            "images_per_second": round(where.seen / trained_s, 1), "variant": plan["variant"]}

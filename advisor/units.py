@@ -15,6 +15,18 @@ from dataclasses import dataclass
 Z80 = 1.2816  # the standard normal quantile of an 80 % two-sided interval: half-width = Z80 × σ
 
 
+def accuracy_se(accuracy: float, n: int) -> float:
+    """The binomial standard error of an accuracy measured on ``n`` images, never zero (at least that of 50 %)."""
+    n = max(n, 1)
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.25 / n) / n)
+
+
+def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
+    """The 80 % interval of an accuracy measured on ``n`` images, within [0, 1]."""
+    half = Z80 * accuracy_se(accuracy, n)
+    return max(0.0, accuracy - half), min(1.0, accuracy + half)
+
+
 @dataclass(frozen=True, order=True)
 class EpochEquivalents:
     value: float

@@ -28,7 +28,6 @@ recommend` trains it, where the cell measured that variant; ``--registry-depth``
 from __future__ import annotations
 
 import argparse
-import math
 import zlib
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import numpy as np
 from advisor import decide as decide_mod
 from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
 from advisor.schemas import STRATEGIES, Hardware, Quantity
-from advisor.units import EpochEquivalents, speed_ratios
+from advisor.units import EpochEquivalents, accuracy_interval, accuracy_se, speed_ratios
 
 
 REGIONS = {  # name "a / b": True puts a cell in a
@@ -70,11 +69,10 @@ def measured_fe(row: dict) -> Quantity:
     error of a cross-validation on the images advisor would use (at most fe_accuracy.IMAGES_CPU), seeded by the cell."""
     p = row["runs"]["feature_extraction"]["val_accuracy"]
     m = min(row["n_images"], fe_accuracy.IMAGES_CPU)
-    se = math.sqrt(max(p * (1 - p), 0.25 / m) / m)
     rng = np.random.default_rng(zlib.crc32(row["key"].encode()))
-    value = float(np.clip(p + rng.normal() * se, 0, 1))
-    half = fe_accuracy.Z80 * math.sqrt(max(value * (1 - value), 0.25 / m) / m)
-    return Quantity(value=value, source="measured", low=max(0.0, value - half), high=min(1.0, value + half),
+    value = float(np.clip(p + rng.normal() * accuracy_se(p, m), 0, 1))
+    low, high = accuracy_interval(value, m)
+    return Quantity(value=value, source="measured", low=low, high=high,
                     detail=f"simulated cross-validation on {m} images")
 
 
