@@ -8,7 +8,6 @@ what feature extraction reaches on *this* data, instead of a prediction from a f
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 
@@ -21,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from . import backbone as bb
 from . import engine, images
-from .scan import ScannedData
+from .scan import ScannedData, fingerprint as files_fingerprint
 from .schemas import Hardware, Quantity
 from .units import accuracy_interval
 
@@ -45,10 +44,7 @@ def subset_size(n_images: int, hw: Hardware, fe_images_per_second: float | None)
 def fingerprint(data: ScannedData, backbone: str, resolution: int, weights: str | None) -> str:
     """What identifies one measurement: the training files (path, class, size), backbone, weights and resolution
     (not the subset's size, which follows the timed speed: a measurement is reused whatever the next timing)."""
-    h = hashlib.sha1(f"{backbone}|{weights}|{resolution}".encode())
-    for it in data.split("train"):
-        h.update(f"{it.path}|{it.label}|{it.size}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:20]
+    return files_fingerprint(data.split("train"), f"{backbone}|{weights}|{resolution}")
 
 
 def cross_validated(features: np.ndarray, labels: np.ndarray, folds: int = FOLDS) -> tuple[float, int, int] | str:

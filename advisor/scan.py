@@ -11,6 +11,7 @@ Nothing is ever written into the folder.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import statistics
@@ -38,6 +39,15 @@ class ImageItem:
     split: str  # "train" or "eval"
     size: tuple[int, int]
     mode: str
+
+
+def fingerprint(items: list[ImageItem], context: str = "", length: int = 20) -> str:
+    """What identifies a set of images without naming their folder in what is shared: a hash of ``context`` and
+    each file's path, class and size (a measurement on them is reused while they stay the same)."""
+    h = hashlib.sha1(context.encode("utf-8", "surrogateescape"))
+    for it in items:
+        h.update(f"{it.path}|{it.label}|{it.size}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:length]
 
 
 @dataclass

@@ -14,7 +14,6 @@ or the plan while the run is unfinished), ``curve.png``; ``checkpoint.pt`` and `
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -35,7 +34,7 @@ from . import architectures, calibration, engine, hardware, images, learned, pla
 from . import backbone as bb
 from . import strategies as st
 from .errors import AdvisorError, BudgetError, DataError, printable
-from .scan import IMAGE_EXTENSIONS, ImageItem, scan
+from .scan import IMAGE_EXTENSIONS, ImageItem, fingerprint, scan
 from .schemas import DataFacts, Prediction, Quantity, Settings, TrainResult
 from .state import MachineState
 from .units import EpochEquivalents, accuracy_interval
@@ -344,8 +343,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
             "fe_measured": fe.model_dump(mode="json") if fe is not None and fe.source == "measured" else None,
             "speed_ratios": rec.speed_ratios(),
-            "fingerprint": hashlib.sha1("\n".join(f"{it.path}|{it.label}" for it in train_items).encode(
-                "utf-8", "surrogateescape")).hexdigest()[:16],
+            "fingerprint": fingerprint(train_items, length=16),
             "forecast": _probe_forecast(state, str(scanned.root), name),
             "train": [(it.path, it.label) for it in train_items], "val": [(it.path, it.label) for it in val_items],
             "train_images": len(train_items), "val_images": len(val_items)}
