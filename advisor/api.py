@@ -1,22 +1,24 @@
-"""The public API. The data path reads top to bottom: scan → profile → measure → decide (→ probe); the
-shared planning steps live in :mod:`advisor.planning`."""
+"""The public API. The data path reads top to bottom: scan → profile → measure → plan → decide (→ probe);
+the planning steps live in :mod:`advisor.planning`, the plan they build in :mod:`advisor.plan`."""
 
 from __future__ import annotations
 
+import inspect
 import os
+
+from pydantic import ValidationError
 
 from . import backbone as bb
 from . import profiles
-from . import rules as rules_mod
 from .decide import decide
 from .errors import AdvisorError
-from .planning import given_fe, predictor, quiet, recommend_scanned, setup
+from .plan import Plan
+from .planning import given_fe, plan_numbers, plan_scanned, quiet, setup
 from .scan import profile as profile_scan
 from .scan import scan
 from .state import MachineState
-from . import throughput as throughput_mod
 from .throughput import Log, Target
-from .schemas import DataFacts, DataProfile, Recommendation
+from .schemas import DataFacts, DataProfile, ProbeOptions, ProbeResult, Recommendation
 
 
 def profile(data: str | os.PathLike) -> DataProfile:
@@ -24,7 +26,7 @@ def profile(data: str | os.PathLike) -> DataProfile:
     return profile_scan(scan(data))
 
 
-def recommend(
+def plan(
     data: str | os.PathLike | None = None,
     *,
     gpu_hours: float | None = None,
@@ -48,8 +50,9 @@ def recommend(
     device_name: str | None = None,
     retime: bool = False,
     fe_accuracy: float | None = None,
-) -> Recommendation:
-    """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers.
+) -> Plan:
+    """Everything the advice for a labelled image folder (``data``) or, without images, for numbers rests on:
+    a frozen :class:`~advisor.plan.Plan` that :func:`decide` turns into a recommendation.
 
     Numbers-only form: give ``n_images``, ``n_classes`` and ``similarity`` (0–1) instead of ``data``.
     The budget is one of ``gpu_hours``, ``hours`` (of the device here) or ``minutes``.
@@ -61,54 +64,84 @@ def recommend(
     ``device_name`` (an estimated profile, e.g. ``"a100"``); ``retime`` times this device afresh.
     Feature extraction's accuracy is measured on the images (cross-validated, reused for the same files);
     ``fe_accuracy`` (0–1) gives it instead, e.g. with numbers only — without it, there, FE is predicted.
-
-    >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
-    >>> rec.strategy
-    'feature_extraction'
     """
     target = Target.make(hardware, device_name, retime)
-    book, hw, plan_hw, budget = setup(rules, device, backbone, target, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    book, hw, _, budget = setup(rules, device, backbone, target, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
     state = state or MachineState()
+    fe = given_fe(fe_accuracy)
     if data is not None:
         if any(v is not None for v in (n_images, n_classes, similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
-        return recommend_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log,
-                                 target, given_fe(fe_accuracy))
+        return plan_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log,
+                            target, fe)
     if n_images is None or n_classes is None or similarity is None:
         raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
     try:
         facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
-    fe = given_fe(fe_accuracy)
-    throughput = throughput_mod.acquire(state, facts, hw, book, backbone, log, target) if measure else None
-    rec = decide(facts, budget, plan_hw, book, throughput, {"feature_extraction": fe} if fe else None,
-                 predictor=predictor(state, use_model, fe=fe), backbone=backbone)
-    if fe is None:
-        rec.warnings.append("Feature extraction's accuracy was not measured (numbers only): it is predicted; "
-                            "give fe_accuracy= if you have measured it.")
-    return rec
+    return plan_numbers(facts, budget, hw, book, state, backbone, measure, use_model, log, target, fe)
 
 
-def budget_curve(rec: Recommendation, state: MachineState | None = None, rules: str | os.PathLike | None = None,
-                 backbone: str = bb.DEFAULT_BACKBONE, use_model: bool = True, points: int = 33, span: float = 10.0,
-                 ) -> list[Recommendation]:
+def recommend(data: str | os.PathLike | None = None, **options) -> Recommendation:
+    """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers:
+    ``decide(plan(data, **options))``; the options are :func:`plan`'s.
+
+    >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
+    >>> rec.strategy
+    'feature_extraction'
+    """
+    return decide(plan(data, **options))
+
+
+recommend.__signature__ = inspect.signature(plan).replace(return_annotation=Recommendation)
+
+
+def probe_options(**options) -> ProbeOptions:
+    """The probe's options (:class:`ProbeOptions`' fields), checked: a bad value raises one :class:`AdvisorError`."""
+    try:
+        return ProbeOptions(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise AdvisorError(f"Invalid probe option {'.'.join(map(str, err['loc'])) or ''}: {err['msg']}.") from None
+
+
+def probe(
+    data: str | os.PathLike,
+    *,
+    gpu_hours: float | None = None,
+    hours: float | None = None,
+    minutes: float | None = None,
+    device: str | None = None,
+    backbone: str = bb.DEFAULT_BACKBONE,
+    weights: str | None = None,
+    rules: str | os.PathLike | None = None,
+    use_model: bool = True,
+    log: Log = quiet,
+    state: MachineState | None = None,
+    **options,
+) -> ProbeResult:
+    """Plan for the images in ``data`` on this machine (as :func:`plan`), then check the advice with short real
+    training runs of every strategy (:func:`advisor.probing.probe`). ``options``: :class:`ProbeOptions`' fields —
+    ``fraction``, ``seconds``, ``steps``, ``max_train``, ``max_val``, ``resolution``, ``strategies``, ``progress``,
+    ``save`` — checked before any work."""
+    from .probing import probe as run
+
+    checked = probe_options(**options)
+    state = state or MachineState()
+    planned = plan(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone, weights=weights,
+                   rules=rules, use_model=use_model, progress=checked.progress, log=log, state=state)
+    return run(planned, checked, state, log)
+
+
+def budget_curve(plan: Plan, points: int = 33, span: float = 10.0) -> list[Recommendation]:
     """The same decision at ``points`` log-spaced budgets — from a tenth of an epoch of all-layer training (or
-    ``rec``'s budget ÷ ``span``, if smaller) to ``rec``'s budget × 3 — with the same facts, throughput and
-    measures, nothing measured again. The data behind the report's curves."""
+    the plan's budget ÷ ``span``, if smaller) to the plan's budget × 3 — with the same facts, throughput,
+    measures and predictor, nothing measured again. The data behind the report's curves."""
     import numpy as np
 
-    state = state or MachineState()
-    book = rules_mod.load(rules)
-    measured = rec.estimate("feature_extraction").accuracy
-    accuracy = {"feature_extraction": measured} if measured is not None and measured.source == "measured" else {}
-    pred = predictor(state, use_model, rec.similarity, rec.profile.root if rec.profile else None, fe=accuracy.get("feature_extraction"))
-    out = []
-    lo = rec.budget.seconds / span
-    if rec.throughput:
-        lo = min(lo, 0.1 * rec.facts.n_images / rec.throughput.images_per_second["retrain"])
-    for seconds in np.geomspace(lo, rec.budget.seconds * 3, points):
-        budget = rec.budget.model_copy(update={"seconds": float(seconds), "note": ""})
-        out.append(decide(rec.facts, budget, rec.hardware, book, rec.throughput, accuracy, pred, backbone=backbone))
-    return out
+    lo = plan.budget.seconds / span
+    if plan.throughput:
+        lo = min(lo, 0.1 * plan.facts.n_images / plan.images_per_second["retrain"])
+    return [decide(plan.with_budget(s)) for s in np.geomspace(lo, plan.budget.seconds * 3, points)]

@@ -70,12 +70,6 @@ def _log(as_json: bool):
     return planning.quiet if as_json else planning.stderr_log
 
 
-def run_probe(*args, **kwargs):
-    from .probing import probe
-
-    return probe(*args, **kwargs)
-
-
 @click.group()
 @click.version_option(package_name="advisor")
 def main() -> None:
@@ -101,33 +95,37 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
         if ignored:  # the probe trains here and plans for here: never drop an option silently
             raise AdvisorError(f"--probe trains on this machine and plans for it, so it cannot use {', '.join(ignored)}; "
                                "run `advisor recommend` with it and `advisor probe` separately.")
-        result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                           weights=weights, rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
-                           state=MachineState())
-        click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
-        if report_path:
-            _write_report(report_path, result.calibrated or result.recommendation, rules, backbone, no_model, data, as_json, result)
-        return
-    from . import api
+    if report_path and not str(report_path).lower().endswith((".html", ".htm", ".png")):
+        raise AdvisorError(f"--report must end in .html or .png; got '{report_path}'.")
+    from . import api, planning
+    from .decide import decide
 
-    rec = api.recommend(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
-                        weights=weights, rules=rules, use_model=not no_model, progress=True, log=_log(as_json),
-                        state=MachineState(), hardware=hardware_file, device_name=device_name, retime=retime,
-                        fe_accuracy=fe_accuracy)
+    state, log = MachineState(), _log(as_json)
+    options = api.probe_options(progress=not as_json) if with_probe else None  # checked before any work
+    plan = api.plan(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
+                    weights=weights, rules=rules, use_model=not no_model, progress=not (with_probe and as_json), log=log, state=state,
+                    hardware=hardware_file, device_name=device_name, retime=retime, fe_accuracy=fe_accuracy)
+    if with_probe:
+        from .probing import probe as run_probe
+
+        result = run_probe(plan, options, state, log)
+        click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
+        if report_path:  # the curve after the probe: the plan with the model as the probe corrected it
+            _write_report(report_path, result.calibrated or result.recommendation, planning.refreshed(plan, state, not no_model),
+                          data, as_json, result)
+        return
+    rec = decide(plan)
     click.echo(rec.model_dump_json(indent=2) if as_json else report.recommendation_text(rec))
     if report_path:
-        _write_report(report_path, rec, rules, backbone, no_model, data, as_json)
+        _write_report(report_path, rec, plan, data, as_json)
 
 
-def _write_report(path, rec, rules, backbone, no_model, data, as_json, probe_result=None) -> None:
+def _write_report(path, rec, plan, data, as_json, probe_result=None) -> None:
     from . import api, chart
 
     log = _log(as_json)
-    if not str(path).lower().endswith((".html", ".htm", ".png")):
-        raise AdvisorError(f"--report must end in .html or .png; got '{path}'.")
     log("drawing the report (the same decision at 33 budgets) …")
-    curve = api.budget_curve(rec, MachineState(), rules, backbone, use_model=not no_model)
-    written = chart.write(path, rec, curve, chart.thumbnails(data), probe_result)
+    written = chart.write(path, rec, api.budget_curve(plan), chart.thumbnails(data), probe_result)
     log(f"report written to {written}")
 
 
@@ -144,10 +142,11 @@ def _write_report(path, rec, rules, backbone, no_model, data, as_json, probe_res
 def probe(data, device, backbone, weights, rules, as_json, no_model, gpu_hours, hours, minutes, fraction, seconds, steps,
           max_train, resolution):
     """Check the recommendation with short real training runs of every strategy."""
-    result = run_probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, fraction=fraction, seconds=seconds,
-                             steps=steps, max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
-                             rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json),
-                             state=MachineState())
+    from . import api
+
+    result = api.probe(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, fraction=fraction, seconds=seconds,
+                       steps=steps, max_train=max_train, resolution=resolution, device=device, backbone=backbone, weights=weights,
+                       rules=rules, use_model=not no_model, progress=not as_json, log=_log(as_json), state=MachineState())
     click.echo(result.model_dump_json(indent=2) if as_json else report.probe_text(result))
 
 

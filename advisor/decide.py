@@ -1,35 +1,20 @@
-"""Decide: turn facts, budget and measured throughput into a recommendation.
+"""Decide: turn a :class:`~advisor.plan.Plan` (facts, budget, measured throughput, measured feature
+extraction) into a recommendation.
 
-The rules rule out what is infeasible and score the rest. A learned model can plug in beside them as a
-``Predictor``: when one is given, it ranks the feasible strategies by predicted accuracy and the rules
+The rules rule out what is infeasible and score the rest. A learned model can plug in beside them as the
+plan's ``predictor``: when one is given, it ranks the feasible strategies by predicted accuracy and the rules
 explain; without one, the rule scores rank.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
-
-from . import budget as budget_mod
 from . import registry
 from . import rules as rules_mod
+from .plan import Plan, Predictor
 from .schemas import (
     STRATEGIES, Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName,
-    Throughput,
 )
-from .units import EpochEquivalents, speed_ratios
-
-
-class Predictor(Protocol):
-    """Anything that predicts each strategy's accuracy for the facts and budget (the fitted learned model). After
-    :meth:`predict`, ``domain_note`` says how the facts lie outside the fitted region (empty inside); optional:
-    ``anchored`` (the predictions are gains over a measured FE) and ``confidence(a, b)`` (P(a beats b))."""
-
-    name: str
-    domain_note: str
-
-    def predict(self, facts: DataFacts, budget: EpochEquivalents | None,
-                ratios: dict[StrategyName, float] | None = None) -> dict[StrategyName, Quantity]: ...
 
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
@@ -187,24 +172,13 @@ def _settings(
     )
 
 
-def decide(
-    facts: DataFacts,
-    budget: Budget,
-    hw: Hardware,
-    book: rules_mod.RuleBook,
-    throughput: Throughput | None = None,
-    accuracy: dict[StrategyName, Quantity] | None = None,
-    predictor: Predictor | None = None,
-    backbone: str = registry.DEFAULT_BACKBONE,
-) -> Recommendation:
+def decide(plan: Plan) -> Recommendation:
     """Fire the rules, estimate every strategy's time within the budget, and choose one."""
-    ips = throughput.images_per_second if throughput else {}
-    epochs = {s: budget_mod.epochs_in(budget.seconds, facts.n_images, ips[s]) if s in ips else None for s in STRATEGIES}
-    fact_values = rule_facts(facts, budget, epochs, (accuracy or {}).get("feature_extraction"))
-    outcome = rules_mod.evaluate(book, fact_values)
-    k = EpochEquivalents.from_seconds(budget.seconds, facts.n_images, ips["retrain"]) if "retrain" in ips else None
-    predicted = predictor.predict(facts, k, speed_ratios(ips)) if predictor else {}
-    accuracy = {**(accuracy or {}), **predicted}
+    facts, budget, hw, book, throughput = plan.facts, plan.budget, plan.hardware, plan.rules, plan.throughput
+    ips, epochs, predictor = plan.images_per_second, plan.epochs, plan.predictor
+    outcome = rules_mod.evaluate(book, rule_facts(facts, budget, epochs, plan.fe))
+    predicted = predictor.predict(facts, plan.k, plan.speed_ratios) if predictor else {}
+    accuracy = {**({"feature_extraction": plan.fe} if plan.fe is not None else {}), **predicted}
 
     estimates = []
     for s in STRATEGIES:
@@ -232,7 +206,7 @@ def decide(
             score=Quantity(value=outcome.scores[s], source="rule", detail="sum of the fired rules' points"),
             accuracy=accuracy.get(s),
             reasons=outcome.reasons_for(s),
-            settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, backbone),
+            settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, plan.backbone),
             **timing,
         ))
 
@@ -270,6 +244,8 @@ def decide(
         warnings.append(budget.note)
     if hw.note:
         warnings.append(hw.note)
+    if plan.fe is None and plan.fe_note:
+        warnings.append(plan.fe_note)
     reasons = (_model_reasons([best] + [e for e in ranked if e is not best]) + outcome.support(best.strategy) if predicted
                else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."])
     return Recommendation(
@@ -286,4 +262,6 @@ def decide(
         throughput=throughput,
         decided_by=decided_by,
         warnings=warnings,
+        profile=plan.profile,
+        similarity=plan.similarity,
     )

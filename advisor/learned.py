@@ -400,6 +400,12 @@ class LearnedPredictor:
         self._norm: dict[str, float] = {}
         self.domain_note = ""  # set by predict(): where the last facts lie against the fitted region, when beyond it
 
+    def with_probes(self, extra: list[dict]) -> LearnedPredictor:
+        """The same models and measures, corrected by ``extra`` probe records as well (e.g. a probe's own, before it is stored)."""
+        models = {"default": self.model, **({"gain": self.gain} if self.gain else {}),
+                  **({"forecast": self.forecaster} if self.forecaster else {})}
+        return LearnedPredictor(models, self.card, self.measures, self.probes + extra, self.data, self.fe)
+
     @property
     def anchored(self) -> bool:
         """Whether the predictions are gains over a feature-extraction accuracy measured on the images."""

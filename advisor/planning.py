@@ -1,8 +1,8 @@
-"""Planning for one data folder and budget, shared by ``recommend``, ``probe`` and ``train``: the options
+"""Building the :class:`~advisor.plan.Plan`, shared by ``recommend``, ``probe`` and ``train``: the options
 checked once (:func:`setup`), the learned predictor built from this machine's state (:func:`predictor`), and
-the folder's path scan → profile → similarity → throughput → feature extraction measured → decide
-(:func:`recommend_scanned`). :mod:`advisor.api` is the public face over it; the probe and ``advisor train``
-call this module, never the API."""
+the folder's path scan → profile → similarity → throughput → feature extraction measured (:func:`plan_scanned`)
+or the numbers-only one (:func:`plan_numbers`). :func:`advisor.decide.decide` then turns the plan into advice.
+:mod:`advisor.api` is the public face over it; the probe and ``advisor train`` take a plan, never the API."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from . import backbone as bb
 from . import budget as budget_mod
 from . import calibration, fe_accuracy, hardware, images, learned, similarity
 from . import rules as rules_mod
-from .decide import decide, plan_resolution
+from .decide import plan_resolution
 from .errors import AdvisorError
 from .scan import profile as profile_scan
 from .scan import ScannedData
 from .state import MachineState
 from . import throughput as throughput_mod
 from .throughput import Log, Target
-from .schemas import Budget, DataFacts, Hardware, Quantity, Recommendation, Similarity, Throughput
+from .plan import Plan
+from .schemas import Budget, DataFacts, Hardware, Quantity, Similarity, Throughput
 
 
 def quiet(_: str) -> None:
@@ -95,14 +96,14 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
     return found
 
 
-def recommend_scanned(
+def plan_scanned(
     scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
     backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
     log: Log = quiet, target: Target | None = None, fe: Quantity | None = None,
-) -> Recommendation:
-    """The folder form of :func:`recommend`, from a scan: profile → similarity → throughput → feature
-    extraction measured (unless ``fe`` is given) → decide. ``hw`` computes the similarity and FE here; the
-    plan is for ``target``'s device (default: ``hw``)."""
+) -> Plan:
+    """The plan for a scanned folder: profile → similarity → throughput → feature extraction measured (unless
+    ``fe`` is given) → the learned predictor on it. ``hw`` computes the similarity and FE here; the plan is for
+    ``target``'s device (default: ``hw``)."""
     target = target or Target()
     plan_hw = target.profile.device if target.profile else hw
     prof = profile_scan(scanned)
@@ -117,8 +118,26 @@ def recommend_scanned(
     throughput = throughput_mod.acquire(state, facts, hw, book, backbone, log, target) if measure else None
     found = fe or measure_fe(scanned, facts, budget, hw, book, state, backbone, weights, throughput, not target.profile, log)
     fe = found if isinstance(found, Quantity) else None
-    rec = decide(facts, budget, plan_hw, book, throughput, {"feature_extraction": fe} if fe else None,
-                 predictor(state, use_model, sim, str(scanned.root), fe=fe), backbone=backbone)
-    if fe is None:
-        rec.warnings.append(f"Feature extraction was not measured: {found}; its accuracy is predicted.")
-    return rec.model_copy(update={"profile": prof, "similarity": sim})
+    return Plan(facts, budget, plan_hw, book, throughput, fe,
+                None if fe else f"Feature extraction was not measured: {found}; its accuracy is predicted.",
+                predictor(state, use_model, sim, str(scanned.root), fe=fe), backbone, weights, scanned, prof, sim)
+
+
+def plan_numbers(facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
+                 backbone: str = bb.DEFAULT_BACKBONE, measure: bool = True, use_model: bool = True, log: Log = quiet,
+                 target: Target | None = None, fe: Quantity | None = None) -> Plan:
+    """The plan from numbers alone (no images): throughput timed or taken from the target's profile, feature
+    extraction's accuracy as given (else predicted, and the advice says so)."""
+    target = target or Target()
+    plan_hw = target.profile.device if target.profile else hw
+    throughput = throughput_mod.acquire(state, facts, hw, book, backbone, log, target) if measure else None
+    return Plan(facts, budget, plan_hw, book, throughput, fe,
+                None if fe else ("Feature extraction's accuracy was not measured (numbers only): it is predicted; "
+                                 "give fe_accuracy= if you have measured it."),
+                predictor(state, use_model, fe=fe), backbone)
+
+
+def refreshed(plan: Plan, state: MachineState, use_model: bool = True) -> Plan:
+    """``plan`` with its learned predictor built again from ``state`` (after a probe stored what it saw)."""
+    root = str(plan.scanned.root) if plan.scanned else None
+    return plan.with_predictor(predictor(state, use_model, plan.similarity, root, fe=plan.measured_fe))

@@ -4,7 +4,6 @@ forecast to the full budget (:mod:`advisor.forecast`) to check the recommendatio
 from __future__ import annotations
 
 import math
-import os
 import time
 from datetime import datetime, timezone
 
@@ -12,14 +11,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import calibration, engine, forecast, images, learned, planning, timing
-from . import backbone as bb
 from . import registry
 from .decide import decide, standard_batch_size
 from . import throughput as throughput_mod
 from .errors import AdvisorError
-from .scan import scan
+from .plan import Plan
 from .state import MachineState
-from .schemas import STRATEGIES, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
+from .schemas import STRATEGIES, ProbeOptions, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
 from .units import Z80, EpochEquivalents, accuracy_se
 
 
@@ -162,55 +160,31 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
     return ranking, gap <= spread, verdict + tail
 
 
-def probe(
-    data: str | os.PathLike,
-    *,
-    gpu_hours: float | None = None,
-    hours: float | None = None,
-    minutes: float | None = None,
-    fraction: float = 0.05,
-    seconds: float | None = None,
-    steps: int | None = None,
-    max_train: int = 600,
-    max_val: int = 300,
-    resolution: int | None = None,
-    device: str | None = None,
-    backbone: str = bb.DEFAULT_BACKBONE,
-    weights: str | None = None,
-    rules: str | os.PathLike | None = None,
-    strategies: tuple[str, ...] = STRATEGIES,
-    use_model: bool = True,
-    progress: bool = True,
-    log: planning.Log = planning.quiet,
-    save: bool = True,
-    state: MachineState | None = None,
-) -> ProbeResult:
-    """Recommend, then train each strategy briefly on a subset and report whether the ranking agrees.
+def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineState | None = None,
+          log: planning.Log = planning.quiet) -> ProbeResult:
+    """Decide on ``plan`` (a folder's, for this machine: :func:`advisor.planning.plan_scanned`), then train each
+    strategy briefly on a subset of its images and report whether the ranking agrees.
 
-    The probe spends ``seconds`` in total, or ``fraction`` of the budget (see :func:`probe_seconds`): its runs'
-    wall time, to within about a step. What is left is shared by the strategies still to run, so time feature
-    extraction's one pass does not use goes to the others. With the learned model, each trained run of at least
+    The probe spends ``options.seconds`` in total, or ``options.fraction`` of the budget (see :func:`probe_seconds`):
+    its runs' wall time, to within about a step. What is left is shared by the strategies still to run, so time feature
+    extraction's one pass does not use goes to the others. With the plan's learned model, each trained run of at least
     :data:`MIN_STEPS` steps forecasts its strategy's accuracy at the full budget (:func:`_forecast`), the
     verdict compares the forecasts (:func:`_forecast_verdict`) and calibration learns from them; a diverged run,
     or one still at chance, shows its strategy is not viable. Without the model the runs' own accuracies are
-    compared where long enough (:func:`_judge`). A run too short for either is reported as such and changes nothing. Runs at ``resolution``
-    (default: each strategy's planned resolution, at most 64 px on a CPU). ``steps`` instead trains each strategy
-    exactly that many steps, whatever the machine's speed or load (repeatable; the time is then what it costs). ``state``: as in :func:`advisor.recommend`; the
-    result and the model's errors are stored there unless ``save=False``.
+    compared where long enough (:func:`_judge`). A run too short for either is reported as such and changes nothing.
+    Runs at ``options.resolution`` (default: each strategy's planned resolution, at most 64 px on a CPU).
+    ``options.steps`` instead trains each strategy exactly that many steps, whatever the machine's speed or load
+    (repeatable; the time is then what it costs). The result and the model's errors are stored in ``state`` unless
+    ``options.save`` is false. :func:`advisor.probe` is the keyword form that builds the plan.
     """
-    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-        raise AdvisorError(f"--seconds must be a finite number greater than zero; got {seconds}.")
-    if steps is not None and (steps < 1 or seconds is not None):
-        raise AdvisorError(f"--steps must be a whole number ≥ 1 and replaces --seconds; got {steps}"
-                           f"{' with --seconds' if seconds is not None else ''}.")
-    if not (math.isfinite(fraction) and 0 < fraction <= 1):
-        raise AdvisorError(f"--fraction must be between 0 and 1; got {fraction}.")
-    book, hw, _, budget = planning.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    if plan.scanned is None:
+        raise AdvisorError("The probe trains on images: plan it from a data folder, not from numbers.")
     state = state or MachineState()
-    log(f"scanning {data} …")
-    scanned = scan(data, progress=progress)
-    rec = planning.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
-    total = seconds if seconds is not None else probe_seconds(rec, fraction)
+    scanned, hw, book, backbone, weights = plan.scanned, plan.hardware, plan.rules, plan.backbone, plan.weights
+    strategies, resolution, progress, steps = options.strategies, options.resolution, options.progress, options.steps
+    max_train, max_val, budget = options.max_train, options.max_val, plan.budget
+    rec = decide(plan)
+    total = options.seconds if options.seconds is not None else probe_seconds(rec, options.fraction)
     planned = rec.estimate(rec.strategy).settings
 
     def res_of(name: str) -> int:  # each strategy at its own planned resolution (scratch: the images' own side)
@@ -266,10 +240,8 @@ def probe(
     retrain_ips = by_name["retrain"].images_per_second if "retrain" in by_name else (
         len(train[0]) / engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone))
     epoch_s = len(train[0]) / retrain_ips
-    k_budget = rec.budget_k().value if rec.budget_k() else None
-    fe = rec.estimate("feature_extraction").accuracy
-    fe = fe if fe is not None and fe.source == "measured" else None  # the gains build on it before and after calibration
-    pred = planning.predictor(state, use_model, rec.similarity, fe=fe)
+    k_budget = plan.k.value if plan.k else None
+    pred = plan.predictor  # the gains build on the measured FE before and after calibration
     runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
     if pred is not None and pred.forecaster is not None and k_budget:
         full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios())
@@ -289,21 +261,19 @@ def probe(
         errors = _model_errors(pred, rec, judged, len(train[0]), k_budget)  # only what the probe can judge calibrates
         reach = {r.strategy: k_budget if r.forecast is not None else r.reach for r in judged}
         observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root), rec.facts)
-        after = decide(rec.facts, budget, hw, book, rec.throughput, {"feature_extraction": fe} if fe else None, backbone=backbone,
-                       predictor=planning.predictor(state, use_model, rec.similarity, str(scanned.root), [observed], fe=fe))
+        after = decide(plan.with_predictor(pred.with_probes([observed])))
         weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
                                                      EpochEquivalents(k_budget)), 3)
                    for s in reach} if k_budget else None
-        result = result.model_copy(update={"model_errors": errors, "calibration_weights": weights,
-                                           "calibrated": after.model_copy(update={"profile": rec.profile, "similarity": rec.similarity})})
-        if save:
+        result = result.model_copy(update={"model_errors": errors, "calibration_weights": weights, "calibrated": after})
+        if options.save:
             calibration.record_probe(state, {**observed, "advice": {"before": rec.strategy, "after": after.strategy}}, hw)
     new_tp, changes, what = throughput_mod.from_probe(rec, runs, hw, book, load, backbone)
-    if new_tp is not None and save:
+    if new_tp is not None and options.save:
         calibration.record_throughput(state, new_tp.at_batch(standard_batch_size(hw, book)), hw, backbone,
                                       throughput_mod.scratch_key(rec.facts, book), changes)  # records are kept at the standard batch
-    result = result.model_copy(update={"throughput_record": what if save or new_tp is None else what + " (not saved)"})
-    if save:
+    result = result.model_copy(update={"throughput_record": what if options.save or new_tp is None else what + " (not saved)"})
+    if options.save:
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}
         with state.database() as db:
             stored = db.add("probe_result", record)

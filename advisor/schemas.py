@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (re-exported: cheapest first)
 from .registry import StrategyName
@@ -248,6 +249,35 @@ class ProbeRun(BaseModel):
                                       "forecast from this run (advisor/forecast.py), with its 80 % interval")
     viable: bool = Field(True, description="False when the run diverged or learned nothing in its steps")
     note: str = ""
+
+
+class ProbeOptions(BaseModel):
+    """How the probe runs, checked once where the caller gives them (bad values raise one :class:`AdvisorError`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fraction: float = Field(0.05, description="share of the budget the probe may spend (see probing.probe_seconds)")
+    seconds: float | None = Field(None, description="total probe time instead of fraction")
+    steps: int | None = Field(None, description="train each strategy exactly this many steps instead of a time")
+    max_train: int = Field(600, ge=2, description="training images in the probe's class-stratified subset")
+    max_val: int = Field(300, ge=1, description="validation images")
+    resolution: int | None = Field(None, ge=8, description="default: each strategy's planned side, at most 64 px on a CPU")
+    strategies: tuple[StrategyName, ...] = Field(STRATEGIES, min_length=1)
+    progress: bool = True
+    save: bool = Field(True, description="store the result and the model's errors on this machine")
+
+    @model_validator(mode="after")
+    def _durations(self) -> "ProbeOptions":
+        from .errors import AdvisorError  # the user's mistake: one line, not a validation report
+
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise AdvisorError(f"--seconds must be a finite number greater than zero; got {self.seconds}.")
+        if self.steps is not None and (self.steps < 1 or self.seconds is not None):
+            raise AdvisorError(f"--steps must be a whole number ≥ 1 and replaces --seconds; got {self.steps}"
+                               f"{' with --seconds' if self.seconds is not None else ''}.")
+        if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
+            raise AdvisorError(f"--fraction must be between 0 and 1; got {self.fraction}.")
+        return self
 
 
 class ProbeResult(BaseModel):

@@ -33,11 +33,13 @@ from tqdm.auto import tqdm
 from . import architectures, calibration, engine, hardware, images, learned, planning, registry, store
 from . import backbone as bb
 from . import strategies as st
+from .decide import decide
 from .errors import AdvisorError, BudgetError, DataError, printable
+from .plan import Plan
 from .scan import IMAGE_EXTENSIONS, ImageItem, fingerprint, scan
 from .schemas import DataFacts, Prediction, Quantity, Settings, TrainResult
 from .state import MachineState
-from .units import EpochEquivalents, accuracy_interval
+from .units import accuracy_interval
 
 MODEL_FILE, RUN_FILE, CHECKPOINT_FILE, HEARTBEAT_FILE, CURVE_FILE = (
     "model.pt", "run.json", "checkpoint.pt", "progress.json", "curve.png")
@@ -322,16 +324,15 @@ def _probe_forecast(state: MachineState, root: str, name: str) -> dict | None:
     return None
 
 
-def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_items, val_items, state, use_model) -> dict:
+def _plan(plan: Plan, rec, name: str, train_items, val_items, state) -> dict:
     """Everything a resumed session needs to go on exactly as this one would: JSON-able."""
+    scanned, backbone, weights = plan.scanned, plan.backbone, plan.weights
     settings = rec.estimate(name).settings
     strat = registry.resolve(name, settings.resolution, len(train_items), depth=settings.fine_tune_depth)
-    k = rec.budget_k()
+    k, fe, pred = plan.k, plan.measured_fe, plan.predictor
     predicted = None
-    fe = rec.estimate("feature_extraction").accuracy
-    pred = planning.predictor(state, use_model, rec.similarity, fe=fe if fe is not None and fe.source == "measured" else None)
     if pred is not None and k is not None:
-        predicted = float(pred.normalised(rec.facts, EpochEquivalents(k.value), rec.speed_ratios())[registry.STRATEGY_NAMES.index(name)])
+        predicted = float(pred.normalised(plan.facts, k, plan.speed_ratios)[registry.STRATEGY_NAMES.index(name)])
     import advisor
 
     return {"status": "running", "data": str(scanned.root), "strategy": name, "recommended": rec.strategy,
@@ -341,7 +342,7 @@ def _plan(scanned, rec, name: str, backbone: str, weights: str | None, train_ite
             "facts": rec.facts.model_dump(mode="json"), "predicted": (rec.estimate(name).accuracy.model_dump(mode="json")
                                                                       if rec.estimate(name).accuracy else None),
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
-            "fe_measured": fe.model_dump(mode="json") if fe is not None and fe.source == "measured" else None,
+            "fe_measured": fe.model_dump(mode="json") if fe is not None else None,
             "speed_ratios": rec.speed_ratios(),
             "fingerprint": fingerprint(train_items, length=16),
             "forecast": _probe_forecast(state, str(scanned.root), name),
@@ -386,10 +387,11 @@ def train(
     state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
-    rec = planning.recommend_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
+    planned = planning.plan_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
+    rec = decide(planned)
     name = strategy or rec.strategy
     train_items, val_items = _split(scanned)
-    plan = _plan(scanned, rec, name, backbone, weights, train_items, val_items, state, use_model)
+    plan = _plan(planned, rec, name, train_items, val_items, state)
     est = rec.estimate(name)
     step_s = (est.seconds_per_epoch.value * est.settings.batch_size / rec.facts.n_images) if est.seconds_per_epoch else 0.0
     if budget.seconds - clock() < 3 * step_s + MIN_SECONDS / 2:

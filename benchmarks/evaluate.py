@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor import decide as decide_mod
+from advisor.decide import decide
+from advisor.plan import Plan
 from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
 from advisor.schemas import STRATEGIES, Hardware, Quantity
 from advisor.units import EpochEquivalents, accuracy_interval, accuracy_se, speed_ratios
@@ -153,15 +154,14 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
                     covered.append((q.domain or "inside", bool(q.low - 1e-9 <= truth <= q.high + 1e-9)))
             ordered.append(row)
             absolute = learned.LearnedPredictor({"default": model}, card, row["similarity"])
-            choices["gain model + rules"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, {"feature_extraction": fe_in[i]},
-                                                                   predictor=predictor).strategy)
+            plan = Plan(facts, budget, CELL_HW, book, tp, fe_in[i])
+            choices["gain model + rules"].append(decide(plan.with_predictor(predictor)).strategy)
             record = proxy_probe(index, row, predictor, X, Y)
             calibrated = learned.LearnedPredictor(models, card, row["similarity"], [record] if record else None, row["dataset"], fe=fe_in[i])
-            choices["gain model + rules + probe calibration"].append(decide_mod.decide(
-                facts, budget, CELL_HW, book, tp, {"feature_extraction": fe_in[i]}, predictor=calibrated).strategy)
-            choices["absolute model + rules"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, predictor=absolute).strategy)
+            choices["gain model + rules + probe calibration"].append(decide(plan.with_predictor(calibrated)).strategy)
+            choices["absolute model + rules"].append(decide(Plan(facts, budget, CELL_HW, book, tp, predictor=absolute)).strategy)
             choices["absolute model"].append(STRATEGIES[int(np.argmax(absolute.normalised(facts, k)))])
-            choices["rules only"].append(decide_mod.decide(facts, budget, CELL_HW, book, tp, {"feature_extraction": fe_in[i]}).strategy)
+            choices["rules only"].append(decide(plan).strategy)
             choices["always fine-tune"].append("fine_tune")
             choices["always retrain"].append("retrain")
             choices["always feature extraction"].append("feature_extraction")

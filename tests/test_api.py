@@ -115,6 +115,40 @@ def test_probe_uses_the_val_split(digits_dir, tmp_path, warm_home):
     assert [r.strategy for r in result.runs] == ["feature_extraction", "fine_tune"]
 
 
+@pytest.mark.slow
+def test_one_plan_feeds_the_decision_the_budget_curve_and_the_probe(digits_dir, warm_home, monkeypatch):
+    import dataclasses
+
+    from advisor import api, learned, planning, probing
+    from advisor.decide import decide
+    from advisor.schemas import ProbeOptions
+
+    plan = api.plan(digits_dir, minutes=5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.budget = None
+    rec = decide(plan)
+    assert rec.profile == plan.profile and rec.estimate("feature_extraction").accuracy == plan.fe
+    curve = api.budget_curve(plan, points=3)
+    assert curve[1] == decide(plan.with_budget(curve[1].budget.seconds)) and curve[1].budget.seconds < plan.budget.seconds
+    assert plan.k.value == pytest.approx(rec.budget_k().value)
+    numbers = api.plan(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False, use_model=False)
+
+    def built_again(*args, **kwargs):
+        raise AssertionError("the probe built its predictor again instead of reading the plan's")
+
+    monkeypatch.setattr(planning, "predictor", built_again)
+    monkeypatch.setattr(learned, "load", built_again)
+    options = ProbeOptions(steps=2, max_train=40, strategies=("feature_extraction", "retrain"), progress=False, save=False)
+    result = probing.probe(plan, options)
+    assert result.recommendation == rec and [r.strategy for r in result.runs] == ["feature_extraction", "retrain"]
+    assert result.calibrated is not None  # the probe's own evidence, added to the plan's predictor
+    with pytest.raises(AdvisorError, match="plan it from a data folder"):
+        probing.probe(numbers, options)
+    for bad, message in (({"seconds": 0}, "--seconds"), ({"max_train": 1}, "max_train"), ({"strategies": ("transfer",)}, "strategies")):
+        with pytest.raises(AdvisorError, match=message):  # checked before any work: the folder is not even scanned
+            advisor.probe(digits_dir / "missing", minutes=5, **bad)
+
+
 def test_the_probe_and_train_never_reenter_the_api():
     """The API is the public face: the modules under it (planning, probe, train, throughput) never import it."""
     import ast

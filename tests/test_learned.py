@@ -6,6 +6,7 @@ import pytest
 
 from advisor.units import EpochEquivalents
 from advisor import cells, decide, learned, rules
+from advisor.plan import Plan
 from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
 
 ROWS = cells.read()
@@ -51,8 +52,8 @@ def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
                       similarity=row["similarity"]["score"])
     tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
     seconds = 3 * row["n_images"] / 100  # 3 epoch-equivalents at the given 100 img/s: inside the fitted region
-    rec = decide.decide(facts, Budget(seconds=seconds, given_as="3 epochs"), CPU, rules.load(), tp,
-                        predictor=learned.LearnedPredictor(loaded, card, row["similarity"]))
+    rec = decide.decide(Plan(facts, Budget(seconds=seconds, given_as="3 epochs"), CPU, rules.load(), tp,
+                             predictor=learned.LearnedPredictor(loaded, card, row["similarity"])))
     feasible = [e for e in rec.estimates if e.feasible]
     assert all(e.accuracy.source == "model" and e.accuracy.low <= e.accuracy.value <= e.accuracy.high for e in rec.estimates)
     assert rec.strategy == max(feasible, key=lambda e: e.accuracy.value).strategy
@@ -118,7 +119,7 @@ def test_queries_outside_the_fitted_region_are_flagged_and_the_rules_decide(fitt
     width = lambda q: q.high - q.low  # noqa: E731
     assert width(outside["fine_tune"]) > width(predictor.predict(facts, EpochEquivalents(30.0))["fine_tune"])
     tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
-    rec = decide.decide(facts, Budget(seconds=2_000_000 * 3600, given_as="2000000 hours"), CPU, rules.load(), tp, predictor=predictor)
+    rec = decide.decide(Plan(facts, Budget(seconds=2_000_000 * 3600, given_as="2000000 hours"), CPU, rules.load(), tp, predictor=predictor))
     assert rec.confidence.source == "rule" and any(e.accuracy.domain == "outside" for e in rec.estimates)
     assert any(w.startswith("Learned model: outside") for w in rec.warnings)
 

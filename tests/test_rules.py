@@ -3,6 +3,7 @@
 import pytest
 
 from advisor import RulesError, budget, decide, rules
+from advisor.plan import Plan
 from advisor.schemas import Budget, DataFacts, Hardware, Throughput
 
 CPU = Hardware(device="cpu", name="test CPU", cpu_threads=2, gpu_available=False, precision="fp32")
@@ -14,7 +15,7 @@ def _rec(n_images, n_classes, similarity, hours, ips=None, channels=3, resolutio
     tp = None
     if ips:
         tp = Throughput(resolution=128, batch_size=8, images_per_second=ips, detail="given", seconds=0)
-    return decide.decide(facts, Budget(seconds=hours * 3600, given_as=f"{hours} hours"), CPU, BOOK, tp)
+    return decide.decide(Plan(facts, Budget(seconds=hours * 3600, given_as=f"{hours} hours"), CPU, BOOK, tp))
 
 
 FAST = dict(feature_extraction=4000.0, fine_tune=1500.0, retrain=1000.0, scratch=1000.0)
@@ -39,7 +40,7 @@ def test_a_large_budget_or_fe_headroom_trains_the_backbone():
     facts = DataFacts(n_images=300, n_classes=10, similarity=0.75, resolution=128, channels=3)
     tp = Throughput(resolution=128, batch_size=8, images_per_second=FAST, detail="given", seconds=0)
     budget_ = Budget(seconds=3.0, given_as="3 s")  # 15 epochs of fine-tuning
-    fired = lambda fe: [f.id for f in decide.decide(facts, budget_, CPU, BOOK, tp, {"feature_extraction": fe}).fired_rules]
+    fired = lambda fe: [f.id for f in decide.decide(Plan(facts, budget_, CPU, BOOK, tp, fe)).fired_rules]
     from advisor.schemas import Quantity
     assert "fe-leaves-headroom" in fired(Quantity(value=0.7, source="measured"))
     assert "fe-leaves-headroom" not in fired(Quantity(value=0.95, source="measured"))

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import advisor
 from advisor import calibration, profiles, registry, timing
 from advisor.cli import main
+from advisor.decide import decide
 from advisor.errors import AdvisorError
 from advisor.state import MachineState
 
@@ -156,8 +157,9 @@ def test_hardware_command(cpu_profile, tmp_path):
 def test_report_draws_the_advice(digits_dir, tmp_path):
     from advisor import api, chart
 
-    rec = advisor.recommend(digits_dir, minutes=20, device_name="a100", state=MachineState(home=tmp_path / "home"))
-    curve = api.budget_curve(rec, MachineState(home=tmp_path / "home"))
+    plan = api.plan(digits_dir, minutes=20, device_name="a100", state=MachineState(home=tmp_path / "home"))
+    rec = decide(plan)
+    curve = api.budget_curve(plan)
     assert len(curve) == 33 and curve[0].budget.seconds < rec.budget.seconds < curve[-1].budget.seconds
     assert all(c.throughput == rec.throughput and c.facts == rec.facts for c in curve)  # nothing measured again
     page = chart.write(tmp_path / "r.html", rec, curve, chart.thumbnails(digits_dir))
