@@ -8,8 +8,7 @@ import os
 
 from pydantic import ValidationError
 
-from . import backbone as bb
-from . import profiles
+from . import profiles, registry
 from .decide import decide
 from .errors import AdvisorError
 from .plan import Plan
@@ -38,7 +37,7 @@ def plan(
     resolution: int = 224,
     channels: int = 3,
     device: str | None = None,
-    backbone: str = bb.DEFAULT_BACKBONE,
+    backbone: str = registry.DEFAULT_BACKBONE,
     weights: str | None = None,
     rules: str | os.PathLike | None = None,
     measure: bool = True,
@@ -114,7 +113,7 @@ def probe(
     hours: float | None = None,
     minutes: float | None = None,
     device: str | None = None,
-    backbone: str = bb.DEFAULT_BACKBONE,
+    backbone: str = registry.DEFAULT_BACKBONE,
     weights: str | None = None,
     rules: str | os.PathLike | None = None,
     use_model: bool = True,

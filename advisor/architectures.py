@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import ARCHITECTURES, architecture
+from .registry import architecture
 
 
 class BasicBlock(nn.Module):
@@ -81,4 +81,4 @@ def parameter_count(name: str, n_classes: int = 10) -> int:
     return sum(p.numel() for p in build(name, n_classes).parameters())
 
 
-__all__ = ["ARCHITECTURES", "CompactResNet", "build", "head_prefix", "parameter_count"]
+__all__ = ["CompactResNet", "build", "head_prefix", "parameter_count"]

@@ -16,9 +16,9 @@ from torch import nn
 
 from . import registry
 from .errors import BackboneError
-from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneConfig
+from .registry import DEFAULT_BACKBONE, BackboneConfig
 
-__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneConfig", "create", "get_config", "load_weights", "normalise", "weights_path"]
+__all__ = ["create", "get_config", "load_weights", "normalise", "weights_path"]
 
 
 def get_config(name: str) -> BackboneConfig:

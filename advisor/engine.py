@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from . import backbone as bb
-from . import hardware
+from . import hardware, registry
 from . import strategies as st
 from .schemas import Hardware
 from .units import EpochEquivalents
@@ -126,7 +126,7 @@ def fit_linear(train_f: np.ndarray, train_y: np.ndarray, seed: int = 0):
 
 def run_feature_extraction(
     train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], hw: Hardware,
-    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, model: nn.Module | None = None,
+    backbone: str = registry.DEFAULT_BACKBONE, weights: str | None = None, model: nn.Module | None = None,
 ) -> RunResult:
     t0 = time.perf_counter()
     model = model or bb.create(backbone, weights=weights).to(hw.device)
@@ -141,7 +141,7 @@ def run_feature_extraction(
 
 
 def train_step(
-    model, optimizer, xb, yb, strategy: st.Strategy, hw: Hardware, backbone: str, flip: bool, pad_fraction: float = 1 / 8,
+    model, optimizer, xb, yb, strategy: registry.Strategy, hw: Hardware, backbone: str, flip: bool, pad_fraction: float = 1 / 8,
 ) -> float:
     """One optimisation step on a uint8 batch already on the device, augmented there; returns the loss."""
     x = augment(xb, flip, pad_fraction)
@@ -155,7 +155,7 @@ def train_step(
 
 
 def run(
-    strategy: str | st.Strategy,
+    strategy: str | registry.Strategy,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     n_classes: int,
@@ -168,7 +168,7 @@ def run(
     batch_size: int = 32,
     flip: bool = True,
     pad_fraction: float = 1 / 8,
-    backbone: str = bb.DEFAULT_BACKBONE,
+    backbone: str = registry.DEFAULT_BACKBONE,
     weights: str | None = None,
     eval_points: int = 4,
     curve_points: int = 0,
@@ -195,7 +195,7 @@ def run(
     if sum(b is not None for b in (seconds, epochs, equivalents)) != 1:
         raise ValueError("give exactly one of seconds, epochs or equivalents")
     started = time.perf_counter()
-    strat = st.resolve(strategy, train[0].shape[-1], len(train[0]))
+    strat = registry.resolve(strategy, train[0].shape[-1], len(train[0]))
     torch.manual_seed(seed)
     hardware.reset_peak_memory(hw)
     if not strat.trains_backbone:
@@ -278,24 +278,24 @@ def run(
                      batch_size, hardware.peak_memory_mb(hw), strat.variant, steady, dense, diverged)
 
 
-def measure_speed_ratio(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware,
-                        backbone: str = bb.DEFAULT_BACKBONE, steps: int = 5) -> float:
+def measure_speed_ratio(strategy: str | registry.Strategy, resolution: int, batch_size: int, hw: Hardware,
+                        backbone: str = registry.DEFAULT_BACKBONE, steps: int = 5) -> float:
     """Training images/s of ``strategy`` ÷ that of all-layer training, from the median of timed steps."""
-    strat = st.resolve(strategy, resolution, 0)
+    strat = registry.resolve(strategy, resolution, 0)
     if strat.variant == "retrain":
         return 1.0
     return (measure_images_per_second(strat, resolution, batch_size, hw, steps, backbone)
             / measure_images_per_second("retrain", resolution, batch_size, hw, steps, backbone))
 
 
-def measure_epoch_seconds(n_images: int, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE) -> float:
+def measure_epoch_seconds(n_images: int, resolution: int, batch_size: int, hw: Hardware, backbone: str = registry.DEFAULT_BACKBONE) -> float:
     """Seconds of one epoch of all-layer training (retrain) over ``n_images`` on this device: the budget unit."""
     return n_images / measure_images_per_second("retrain", resolution, batch_size, hw, steps=3, backbone=backbone)
 
 
 def measure_images_per_second(
-    strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
-    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0,
+    strategy: str | registry.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
+    backbone: str = registry.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0,
 ) -> float:
     """Images/s of ``strategy``'s training step (forward only for feature extraction), from real timed steps:
     ``batch_size`` ÷ the median step time (see :func:`step_times`)."""
@@ -303,12 +303,12 @@ def measure_images_per_second(
     return batch_size / statistics.median(times)  # the median resists a step slowed by other load
 
 
-def step_fn(strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
+def step_fn(strategy: str | registry.Strategy, resolution: int, batch_size: int, hw: Hardware, backbone: str = registry.DEFAULT_BACKBONE,
             model: nn.Module | None = None) -> Callable[[], None]:
     """One step of ``strategy`` (a forward pass for feature extraction) at ``batch_size`` as a callable that
     returns when the device is done. The network is built once; image content does not change the cost of a
     step, so random pixels are used. A scratch ``strategy`` given by name gets the network for ``resolution``."""
-    strat = st.resolve(strategy, resolution, 0)
+    strat = registry.resolve(strategy, resolution, 0)
     device = torch.device(hw.device)
     x = torch.randint(0, 256, (batch_size, 3, resolution, resolution), dtype=torch.uint8, device=device)
     if not strat.trains_backbone:
@@ -348,8 +348,8 @@ def time_steps(step: Callable[[], None], steps: int, min_seconds: float = 0.0, w
 
 
 def step_times(
-    strategy: str | st.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
-    backbone: str = bb.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0, warmup: int = 1,
+    strategy: str | registry.Strategy, resolution: int, batch_size: int, hw: Hardware, steps: int = 2,
+    backbone: str = registry.DEFAULT_BACKBONE, model: nn.Module | None = None, min_seconds: float = 0.0, warmup: int = 1,
 ) -> list[float]:
     """Seconds of each timed step of ``strategy`` (:func:`step_fn`): ``warmup`` untimed steps, then at least
     ``steps`` timed ones and at least ``min_seconds`` of them."""

@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import backbone as bb
-from . import engine, images
+from . import engine, images, registry
 from .scan import ScannedData, fingerprint as files_fingerprint
 from .schemas import Hardware, Quantity
 from .units import accuracy_interval
@@ -64,7 +64,7 @@ def cross_validated(features: np.ndarray, labels: np.ndarray, folds: int = FOLDS
     return right / len(labels), len(labels), folds
 
 
-def measure(x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None,
+def measure(x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = registry.DEFAULT_BACKBONE, weights: str | None = None,
             total_images: int | None = None) -> Quantity | str:
     """FE's cross-validated accuracy on uint8 images ``x`` as a ``measured`` Quantity with its 80 % interval,
     or a one-line reason why it could not be measured."""
@@ -82,7 +82,7 @@ def measure(x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = bb.D
                     f"{of} images at {x.shape[-1]}px, {time.perf_counter() - t0:.1f} s; 80 % interval (binomial)")
 
 
-def measure_data(data: ScannedData, hw: Hardware, resolution: int, size: int, backbone: str = bb.DEFAULT_BACKBONE,
+def measure_data(data: ScannedData, hw: Hardware, resolution: int, size: int, backbone: str = registry.DEFAULT_BACKBONE,
                  weights: str | None = None) -> Quantity | str:
     """:func:`measure` on a class-stratified subset of ``size`` training images of ``data``, decoded at ``resolution``."""
     train = data.split("train")

@@ -10,7 +10,7 @@ import sys
 
 from . import backbone as bb
 from . import budget as budget_mod
-from . import calibration, fe_accuracy, hardware, images, learned, similarity
+from . import calibration, fe_accuracy, hardware, images, learned, registry, similarity
 from . import rules as rules_mod
 from .decide import plan_resolution
 from .errors import AdvisorError
@@ -98,7 +98,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
 
 def plan_scanned(
     scanned: ScannedData, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
-    backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
+    backbone: str = registry.DEFAULT_BACKBONE, weights: str | None = None, measure: bool = True, use_model: bool = True,
     log: Log = quiet, target: Target | None = None, fe: Quantity | None = None,
 ) -> Plan:
     """The plan for a scanned folder: profile → similarity → throughput → feature extraction measured (unless
@@ -124,7 +124,7 @@ def plan_scanned(
 
 
 def plan_numbers(facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
-                 backbone: str = bb.DEFAULT_BACKBONE, measure: bool = True, use_model: bool = True, log: Log = quiet,
+                 backbone: str = registry.DEFAULT_BACKBONE, measure: bool = True, use_model: bool = True, log: Log = quiet,
                  target: Target | None = None, fe: Quantity | None = None) -> Plan:
     """The plan from numbers alone (no images): throughput timed or taken from the target's profile, feature
     extraction's accuracy as given (else predicted, and the advice says so)."""

@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from . import backbone as bb
-from . import hardware
+from . import hardware, registry
 from .schemas import Hardware, Similarity
 
 RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
@@ -98,7 +98,7 @@ def _cv_accuracy(estimator, features: np.ndarray, labels: np.ndarray) -> float |
 
 
 def measure(
-    x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
+    x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = registry.DEFAULT_BACKBONE,
     model: nn.Module | None = None, weights: str | None = None, batch_size: int = 64,
 ) -> Similarity:
     """All similarity measures of uint8 images ``x`` (N, 3, R, R) with labels ``y``."""

@@ -9,10 +9,7 @@ from torch import nn
 
 from . import architectures
 from . import backbone as bb
-from .registry import FINE_TUNE_DEPTHS, STRATEGIES, Strategy, frozen_modules, get, resolve, trainable_fraction
-
-__all__ = ["FINE_TUNE_DEPTHS", "STRATEGIES", "Strategy", "build", "frozen_modules", "get", "param_groups", "resolve",
-           "set_train_mode", "trainable_fraction"]
+from .registry import Strategy, frozen_modules
 
 
 def build(strategy: Strategy, n_classes: int, backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None) -> nn.Module:

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import backbone as bb
 from . import calibration, profiles, registry, timing
 from . import rules as rules_mod
 from .decide import plan_batch_size, plan_resolution, standard_batch_size
@@ -26,7 +25,7 @@ Log = Callable[[str], None]  # where progress lines go (planning.quiet, planning
 FIRST_TIMING_SECONDS: float | None = 20.0  # what timing this machine may cost a recommendation (None: unbounded)
 
 
-def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = bb.DEFAULT_BACKBONE,
+def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = registry.DEFAULT_BACKBONE,
                        scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1,
                        budget_seconds: float | None = None) -> Throughput:
     """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.timing`): interleaved
@@ -168,7 +167,7 @@ def _recorded_or_timed(state: MachineState, facts: DataFacts, hw: Hardware, back
 
 
 def from_probe(rec: Recommendation, runs: list[ProbeRun], hw: Hardware, book: rules_mod.RuleBook,
-               load: float | None, backbone: str = bb.DEFAULT_BACKBONE,
+               load: float | None, backbone: str = registry.DEFAULT_BACKBONE,
                ) -> tuple[Throughput | None, dict[StrategyName, tuple[float, float]], str]:
     """The recommendation's throughput with the probe's own step times in place of the timed figures, for each
     trained strategy the probe ran in the timed configuration (network, resolution, batch) for three steps or

@@ -83,7 +83,7 @@ def matmul_flops(hw: Hardware, n: int | None = None, repeats: int = 20) -> float
 
 
 @functools.cache
-def step_flops(strat: Strategy, resolution: int, backbone: str = bb.DEFAULT_BACKBONE) -> float:
+def step_flops(strat: Strategy, resolution: int, backbone: str = registry.DEFAULT_BACKBONE) -> float:
     """FLOPs of one image's step, counted by torch's FLOP counter on the real network's forward pass: that
     alone for feature extraction; for training, plus a backward pass costing about two forward passes over the
     trained share of the network (all of it for retrain and scratch, the trained stages' share of the weights
@@ -108,7 +108,7 @@ class Timing:
 
 
 def time_configurations(configs: dict[str, tuple[Strategy, int]], batch_size: int, hw: Hardware,
-                        backbone: str = bb.DEFAULT_BACKBONE, rounds: int = ROUNDS, max_rounds: int = MAX_ROUNDS,
+                        backbone: str = registry.DEFAULT_BACKBONE, rounds: int = ROUNDS, max_rounds: int = MAX_ROUNDS,
                         min_steps: int = MIN_STEPS, min_seconds: float = MIN_SECONDS,
                         budget_seconds: float | None = None) -> Timing:
     """Time each named (configuration, resolution) in interleaved rounds; keep each one's best round (median
@@ -155,7 +155,7 @@ def time_configurations(configs: dict[str, tuple[Strategy, int]], batch_size: in
 
 
 def plausibility(ips: dict[str, float], configs: dict[str, tuple[Strategy, int]], hw: Hardware, flops: float,
-                 backbone: str = bb.DEFAULT_BACKBONE) -> list[str]:
+                 backbone: str = registry.DEFAULT_BACKBONE) -> list[str]:
     """What is implausible about these figures (empty when nothing): the order the strategies' costs impose,
     and the device's arithmetic speed as a ceiling (and, on a CPU, a floor)."""
     problems = []
@@ -196,7 +196,7 @@ def problems_of(conditions: TimingConditions) -> list[str]:
     return out
 
 
-def quick_check(strat: Strategy, resolution: int, batch_size: int, hw: Hardware, backbone: str = bb.DEFAULT_BACKBONE,
+def quick_check(strat: Strategy, resolution: int, batch_size: int, hw: Hardware, backbone: str = registry.DEFAULT_BACKBONE,
                 warmup: int = 2, steps: int = MIN_STEPS) -> tuple[float, float | None]:
     """A short timing of one configuration (a few steps) to test a stored record: (images/s, others' load)."""
     clock = CpuClock()
@@ -210,7 +210,7 @@ SMALL_BATCH = 8  # the second batch size all-layer training is timed at, to deri
 
 
 def batch_exponent(strat: Strategy, resolution: int, batch_size: int, images_per_second: float, hw: Hardware,
-                   backbone: str = bb.DEFAULT_BACKBONE) -> float | None:
+                   backbone: str = registry.DEFAULT_BACKBONE) -> float | None:
     """``α`` in ``images/s ∝ batch^α``, from ``images_per_second`` at ``batch_size`` and a quick timing at
     :data:`SMALL_BATCH` (kept within ±1); None when the batch is already that small. On a 2-core CPU α was
     about +0.5 at 64 px (fixed costs per step) and below 0 at 224 px (a large batch outgrows the caches)."""

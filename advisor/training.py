@@ -364,7 +364,7 @@ def train(
     out: str | os.PathLike | None = None,
     force: bool = False,
     device: str | None = None,
-    backbone: str = bb.DEFAULT_BACKBONE,
+    backbone: str = registry.DEFAULT_BACKBONE,
     weights: str | None = None,
     rules: str | os.PathLike | None = None,
     use_model: bool = True,

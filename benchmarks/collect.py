@@ -36,8 +36,7 @@ from joblib import Parallel, delayed
 from PIL import Image
 
 import advisor
-from advisor import cells, datasets, engine, hardware, images, similarity, store
-from advisor import strategies as st
+from advisor import cells, datasets, engine, hardware, images, registry, similarity, store
 from advisor.schemas import STRATEGIES
 from advisor.units import EpochEquivalents
 
@@ -156,22 +155,22 @@ def _subset(name: str, per_class: int, seed: int, res: int) -> tuple[np.ndarray,
 
 
 @functools.cache
-def speed_ratio(variant: st.Strategy, resolution: int, batch_size: int) -> float:
+def speed_ratio(variant: registry.Strategy, resolution: int, batch_size: int) -> float:
     """A trained configuration's images/s ÷ all-layer training's on this device (median of timed steps)."""
     return round(engine.measure_speed_ratio(variant, resolution, batch_size, hardware.detect()), 4)
 
 
-def variants(n_images: int, res: int, depths: tuple[int, ...]) -> dict[str, st.Strategy]:
+def variants(n_images: int, res: int, depths: tuple[int, ...]) -> dict[str, registry.Strategy]:
     """The configurations a cell trains: the four strategies (scratch sized to the data) and fine-tune's other depths."""
-    out = {name: st.resolve(name, res, n_images) for name in STRATEGIES}
+    out = {name: registry.resolve(name, res, n_images) for name in STRATEGIES}
     for d in depths:
-        v = st.resolve("fine_tune", res, n_images, depth=d)
+        v = registry.resolve("fine_tune", res, n_images, depth=d)
         if v.variant != out["fine_tune"].variant:
             out[v.variant] = v
     return out
 
 
-def train_config(v: st.Strategy, cell: Cell, train, test_set, n_classes: int, flip: bool) -> tuple[float, dict]:
+def train_config(v: registry.Strategy, cell: Cell, train, test_set, n_classes: int, flip: bool) -> tuple[float, dict]:
     """Train one configuration for the cell's k epoch-equivalents: (its speed ratio, its run as stored)."""
     ratio = speed_ratio(v, cell.res, min(32, len(train[0]))) if v.trains_backbone else 1.0
     r = engine.run(v, train, test_set, n_classes, hardware.detect(), equivalents=EpochEquivalents(cell.k), speed_ratio=ratio,
@@ -179,7 +178,7 @@ def train_config(v: st.Strategy, cell: Cell, train, test_set, n_classes: int, fl
     return ratio, {k: v for k, v in asdict(r).items() if k != "strategy"}
 
 
-def run_cell(cell: Cell, depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> dict:
+def run_cell(cell: Cell, depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) -> dict:
     """Train every strategy (and fine-tune at each depth) on the cell's images for k epoch-equivalents;
     evaluate on the held-out test set. ``runs`` holds the four strategies, ``variants`` the other depths."""
     torch.manual_seed(cell.seed)
@@ -216,7 +215,7 @@ def update_row(row: dict, names: tuple[str, ...] = ("scratch",)) -> dict:
     train_idx = train_indices(cell.dataset, cell.per_class, cell.seed)
     assert len(train_idx) == row["n_images"], "the draw of training images changed"
     sim = cell_similarity(cell.dataset, cell.per_class, cell.seed)
-    configs = variants(len(train_idx), cell.res, st.FINE_TUNE_DEPTHS)
+    configs = variants(len(train_idx), cell.res, registry.FINE_TUNE_DEPTHS)
     runs, extra = dict(row["runs"]), dict(row.get("variants", {}))
     ratios = dict(row["speed_ratios"])
     old = {n: row["runs"][n] for n in names if n in row["runs"] and row.get("schema", 1) < 2}
@@ -254,7 +253,7 @@ def done_keys(out: Path) -> set[str]:
 
 
 def collect(cells: list[Cell], out: Path, n_jobs: int = 1, deadline: float | None = None,
-            depths: tuple[int, ...] = st.FINE_TUNE_DEPTHS) -> None:
+            depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) -> None:
     """Run the cells not yet in ``out`` and append each row as it finishes; with ``deadline`` (seconds),
     start no new cell after that long (one machine only: the cells then run in order). ``depths``: the
     fine-tune depths each cell trains (:func:`run_cell`)."""

@@ -22,21 +22,20 @@ import numpy as np
 import torch
 
 import advisor
-from advisor import architectures, engine, hardware
-from advisor import strategies as st
+from advisor import engine, hardware, registry
 
 
-def configurations(resolution: int) -> list[st.Strategy]:
-    out = [st.get("feature_extraction")]
-    out += [st.resolve("fine_tune", resolution, 0, depth=d) for d in st.FINE_TUNE_DEPTHS]
-    out.append(st.get("retrain"))
-    for arch in architectures.ARCHITECTURES.values():
+def configurations(resolution: int) -> list[registry.Strategy]:
+    out = [registry.get("feature_extraction")]
+    out += [registry.resolve("fine_tune", resolution, 0, depth=d) for d in registry.FINE_TUNE_DEPTHS]
+    out.append(registry.get("retrain"))
+    for arch in registry.ARCHITECTURES.values():
         if arch.min_resolution <= resolution <= (arch.max_resolution or resolution):
-            out.append(replace(st.get("scratch"), arch=arch.name))
+            out.append(replace(registry.get("scratch"), arch=arch.name))
     return out
 
 
-def measure(strategy: st.Strategy, resolution: int, batch: int, hw, min_steps: int, min_seconds: float) -> dict:
+def measure(strategy: registry.Strategy, resolution: int, batch: int, hw, min_steps: int, min_seconds: float) -> dict:
     hardware.reset_peak_memory(hw)
     t0 = time.perf_counter()
     try:

@@ -30,7 +30,7 @@ from torchvision import transforms as T
 
 import advisor
 from advisor import backbone as bb
-from advisor import datasets, engine, hardware, images, strategies
+from advisor import datasets, engine, hardware, images, registry, strategies
 from advisor.scan import scan
 
 
@@ -70,7 +70,7 @@ def engine_loop(folder: Path, res: int, batch: int, steps: int, hw) -> tuple[flo
     t = time.perf_counter()
     x, y = images.load(scan(folder).items, res)
     decode_ips = len(x) / (time.perf_counter() - t)
-    strat = strategies.get("retrain")
+    strat = registry.get("retrain")
     model = strategies.build(strat, int(y.max()) + 1).to(hw.device).to(memory_format=hardware.memory_format(hw))
     opt = torch.optim.AdamW(strategies.param_groups(model, strat))
     x, y = x.to(hw.device), y.to(hw.device)
@@ -79,7 +79,7 @@ def engine_loop(folder: Path, res: int, batch: int, steps: int, hw) -> tuple[flo
     t0 = None
     for i in range(steps + 1):
         idx = torch.randint(0, len(x), (batch,), generator=g).to(hw.device)
-        engine.train_step(model, opt, x[idx], y[idx], strat, hw, bb.DEFAULT_BACKBONE, flip=True)
+        engine.train_step(model, opt, x[idx], y[idx], strat, hw, registry.DEFAULT_BACKBONE, flip=True)
         if i == 0:
             t0 = time.perf_counter()
     if hw.device == "cuda":

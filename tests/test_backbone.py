@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from advisor import BackboneError, backbone, engine, images
+from advisor import BackboneError, backbone, engine, images, registry
 
 # ImageNet indices: 281–285 are domestic cats; 967 espresso, 968 cup
 CAT = set(range(281, 286))
@@ -18,7 +18,7 @@ def model():
 
 def _top5(model, hw, array: np.ndarray) -> list[int]:
     x = torch.from_numpy(images.square(Image.fromarray(array), 224)).permute(2, 0, 1)[None].contiguous()
-    return engine.predict(model, x, hw, backbone.DEFAULT_BACKBONE)[0].topk(5).indices.tolist()
+    return engine.predict(model, x, hw, registry.DEFAULT_BACKBONE)[0].topk(5).indices.tolist()
 
 
 def test_skimage_photos_get_their_imagenet_classes(model, hw):
@@ -30,7 +30,7 @@ def test_skimage_photos_get_their_imagenet_classes(model, hw):
 
 def test_imagenet_photos_top5(model, hw, photos):
     x, labels = photos
-    top5 = engine.predict(model, x, hw, backbone.DEFAULT_BACKBONE).topk(5).indices
+    top5 = engine.predict(model, x, hw, registry.DEFAULT_BACKBONE).topk(5).indices
     hits = sum(label in row.tolist() for label, row in zip(labels, top5))
     assert hits >= 14, f"only {hits}/20 ImageNet photos have their label in the top 5"
 
@@ -38,7 +38,7 @@ def test_imagenet_photos_top5(model, hw, photos):
 def test_random_init_is_not_pretrained(photos, hw):
     x, labels = photos
     random_model = backbone.create(pretrained=False).eval()
-    top1 = engine.predict(random_model, x, hw, backbone.DEFAULT_BACKBONE).argmax(1).tolist()
+    top1 = engine.predict(random_model, x, hw, registry.DEFAULT_BACKBONE).argmax(1).tolist()
     assert sum(a == b for a, b in zip(top1, labels)) <= 2
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from advisor.units import EpochEquivalents
-from advisor import engine, strategies
+from advisor import engine, registry, strategies
 from advisor.schemas import STRATEGIES
 
 
@@ -32,7 +32,7 @@ def test_retrain_learns(digit_tensors, hw):
 
 
 def test_fine_tune_leaves_frozen_layers_and_their_statistics_alone(digit_tensors, hw):
-    strat = strategies.get("fine_tune")
+    strat = registry.get("fine_tune")
     model = strategies.build(strat, 10)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(strategies.param_groups(model, strat))

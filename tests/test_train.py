@@ -13,7 +13,7 @@ import torch
 
 from click.testing import CliRunner
 
-from advisor import calibration, cells, engine, training
+from advisor import calibration, cells, engine, registry, training
 from advisor.cli import main
 from advisor import backbone as bb
 from advisor.errors import AdvisorError, BudgetError
@@ -78,13 +78,13 @@ def test_feature_extraction_writes_its_classifier_into_the_network(digit_tensors
         keep, keep_val = y_train < classes, y_val < classes
         model = bb.create().eval()
         model.reset_classifier(classes)
-        used = training._linear_head(model, x_train[keep], y_train[keep], classes, hw, bb.DEFAULT_BACKBONE,
+        used = training._linear_head(model, x_train[keep], y_train[keep], classes, hw, registry.DEFAULT_BACKBONE,
                                      training._Clock(), until=1e9)
         assert used == int(keep.sum())
-        clf = engine.fit_linear(engine.predict(model, x_train[keep], hw, bb.DEFAULT_BACKBONE, features=True).numpy(),
+        clf = engine.fit_linear(engine.predict(model, x_train[keep], hw, registry.DEFAULT_BACKBONE, features=True).numpy(),
                                 y_train[keep].numpy())
-        expected = clf.predict(engine.predict(model, x_val[keep_val], hw, bb.DEFAULT_BACKBONE, features=True).numpy())
-        got = engine.predict(model, x_val[keep_val], hw, bb.DEFAULT_BACKBONE).argmax(1).numpy()
+        expected = clf.predict(engine.predict(model, x_val[keep_val], hw, registry.DEFAULT_BACKBONE, features=True).numpy())
+        got = engine.predict(model, x_val[keep_val], hw, registry.DEFAULT_BACKBONE).argmax(1).numpy()
         assert np.mean(got == expected) >= 0.98  # the same classifier, up to float rounding at the boundary
 
 
