@@ -14,8 +14,10 @@ coverage of the 80 % interval, for
 * learned — extra trees over the short run's and the cell's features (target: full − observed),
 
 then the decision each implies at k ≥ 10 (feature extraction's accuracy known, the best forecast advised),
-beside always feature extraction,
-and the seed-to-seed spread of the same configuration: the noise no forecaster can remove.
+beside always feature extraction, the seed-to-seed spread of the same configuration (the noise no forecaster
+can remove), and forecasts from a *true prefix* of the full run (its dense curve's point at 2–20 % of its
+steps, same warm-up and schedule): the prior, the prefix as is, a linear blend and extra trees, each fitted
+without the family.
 
     python benchmarks/forecast.py [--results FILE ...]
 """
@@ -29,8 +31,10 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.linear_model import LinearRegression
 
 from advisor import cells, datasets, forecast, learned
+from advisor.forecast import priors
 from advisor.schemas import STRATEGIES
 
 BUCKETS = ((0.2, 1.0, "share 1/3"), (0.05, 0.2, "share 1/10"), (0.02, 0.05, "share 1/30"), (0.0, 0.02, "share ≤ 1/100"))
@@ -116,6 +120,52 @@ def seed_mean_targets(rows: list[dict], data: list[forecast.Pair]) -> np.ndarray
                      if len(same := by[cells.configuration(rows[p.cell])]) > 1 else float("nan") for p in data])
 
 
+PREFIXES = (0.02, 0.05, 0.1, 0.2)
+
+
+def prefix_forecasts(rows: list[dict], groups: np.ndarray, k_min: float = 10) -> list[str]:
+    """Forecasts of each trained run at k ≥ ``k_min`` from a true prefix of itself: the dense curve's last point at
+    or before each share of its steps (at least 5 steps and 2 points in), leave one family out."""
+    X, D = learned.gain_table(rows)
+    held_out = {g: learned.GainModel().fit(X[groups != g], D[groups != g]) for g in np.unique(groups)}
+    recs = []
+    for i, r in enumerate(rows):
+        if r["k"] < k_min or not all(r["runs"][s].get("dense") for s in learned.GAINED):
+            continue
+        prior = priors(rows, held_out[groups[i]], [r["k"]], [i])[0]
+        fe = r["runs"]["feature_extraction"]["val_accuracy"]
+        for j, s in enumerate(learned.GAINED):
+            run = r["runs"][s]
+            for share in PREFIXES:
+                seen = [d for d in run["dense"] if d[0] <= share * run["steps"]]  # [step, images, LR factor, seconds, accuracy]
+                if len(seen) < 2 or seen[-1][0] < 5:
+                    continue
+                last, mid = seen[-1], seen[max(0, len(seen) // 2 - 1)]
+                recs.append((groups[i], i, j, share, last[4], last[4] - mid[4], last[2], last[0], prior[j], fe,
+                             run["val_accuracy"], r["k"], r["n_classes"]))
+    if not recs:
+        return ["true prefix of the full run: no cells with dense curves"]
+    fam, cell, s, share, pre, slope, lr, steps, prior, fe, final, k, c = (np.array(v) for v in zip(*recs))
+    F = np.column_stack([s == 0, s == 1, s == 2, pre - fe, prior - fe, slope, lr, np.log(steps), np.log(share), np.log(k), np.log(c), fe])
+    out = {"prior": prior, "prefix as is": pre, "linear blend": np.full(len(recs), np.nan), "learned": np.full(len(recs), np.nan)}
+    for g in np.unique(fam):
+        held, train = fam == g, fam != g
+        for x in PREFIXES:
+            m, mt = train & (share == x), held & (share == x)
+            if mt.any() and m.sum() > 10:
+                Z = lambda M: np.column_stack([prior[M], pre[M], slope[M]])  # noqa: E731
+                out["linear blend"][mt] = LinearRegression().fit(Z(m), final[m]).predict(Z(mt))
+        trees = ExtraTreesRegressor(200, min_samples_leaf=5, random_state=0, n_jobs=1).fit(F[train], (final - prior)[train])
+        out["learned"][held] = prior[held] + trees.predict(F[held])
+    lines = [f"true prefix of the full run (dense curves, k ≥ {k_min:g}; {len(set(cell))} cells): mean absolute error in points"]
+    for x in PREFIXES:
+        m = share == x
+        if m.any():
+            lines.append(f"  prefix {x:>4.0%} {m.sum():>5} runs  " + "  ".join(
+                f"{n} {np.nanmean(np.abs(v[m] - final[m])) * 100:.2f}" for n, v in out.items()))
+    return lines
+
+
 def report(rows: list[dict]) -> str:
     groups = np.array([datasets.family(r["dataset"]) for r in rows])
     _, data, oof = forecast.fit(rows, groups)
@@ -151,7 +201,7 @@ def report(rows: list[dict]) -> str:
     n, spread = seed_spread(rows)
     lines.append(f"seed-to-seed spread of a trained strategy's accuracy at k ≥ 10 ({n} pairs of seeds): {spread:.2f} points "
                  "(the error of a perfect forecast of a configuration's mean)")
-    return "\n".join(lines)
+    return "\n".join(lines + prefix_forecasts(rows, groups))
 
 
 def main() -> None:
