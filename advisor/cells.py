@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import decide, rules, store
 from .budget import epochs_in
 from .errors import AdvisorError
-from .schemas import STRATEGIES, Budget, DataFacts, Quantity, Similarity, StrategyName, Throughput
+from .schemas import STRATEGIES, Budget, DataFacts, Quantity, RunResult, Similarity, StrategyName, Throughput
 
 RESULTS_DIR = Path(__file__).parents[1] / "benchmarks" / "results"  # in a source checkout
 CPU_CELLS = RESULTS_DIR / "cells.jsonl"
@@ -23,15 +23,10 @@ GPU_CELLS = RESULTS_DIR / "gpu" / "cells.jsonl"
 FILES = (CPU_CELLS, GPU_CELLS)
 
 
-class RunRecord(BaseModel):
-    """One strategy's run in a cell."""
+class RunRecord(RunResult):
+    """One strategy's run in a cell, stored under its strategy's (or variant's) name; unknown keys are kept."""
 
     model_config = ConfigDict(extra="allow")
-    val_accuracy: float
-    epochs: float
-    seconds: float
-    images_per_second: float
-    variant: str = ""  # e.g. fine_tune@4, scratch@cnn_s (empty in cells written before the variants existed)
 
 
 class CellRecord(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -24,29 +24,8 @@ from torch import nn
 from . import backbone as bb
 from . import hardware, registry
 from . import strategies as st
-from .schemas import Hardware
+from .schemas import Hardware, RunResult
 from .units import EpochEquivalents
-
-
-@dataclass
-class RunResult:
-    strategy: str
-    val_accuracy: float
-    steps: int
-    epochs: float
-    seconds: float
-    images_per_second: float
-    curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, validation accuracy)
-    batch_size: int = 0
-    peak_memory_mb: float = 0.0
-    variant: str = ""  # the concrete configuration, e.g. fine_tune@2 or scratch@cnn_s
-    # batch ÷ the median step time after the first (warm-up) step, the figure a timing of steps gives; None
-    # for feature extraction (one pass) and for runs of fewer than three steps
-    step_images_per_second: float | None = None
-    # the dense learning curve (``curve_points`` > 0): (step, images seen, LR factor, training seconds, accuracy)
-    # at log-spaced steps, on the first CURVE_IMAGES validation images except the last point (all of them)
-    dense: list[tuple[int, int, float, float, float]] = field(default_factory=list)
-    diverged: bool = False  # the training loss became NaN or infinite; the run stopped there
 
 
 CURVE_IMAGES = 256  # validation images a dense curve's intermediate points are measured on (the final one: all)
@@ -136,8 +115,9 @@ def run_feature_extraction(
     clf = fit_linear(train_f, train[1].numpy())
     acc = float(clf.score(val_f, val[1].numpy())) if len(val_f) else float("nan")
     seconds = time.perf_counter() - t0
-    return RunResult("feature_extraction", acc, 1, 1.0, seconds, len(train[0]) / max(embed_s, 1e-9), [(round(seconds, 3), acc)],
-                     0, hardware.peak_memory_mb(hw), "feature_extraction")
+    return RunResult(strategy="feature_extraction", val_accuracy=acc, steps=1, epochs=1.0, seconds=seconds,
+                     images_per_second=len(train[0]) / max(embed_s, 1e-9), curve=[(round(seconds, 3), acc)],
+                     peak_memory_mb=hardware.peak_memory_mb(hw), variant="feature_extraction")
 
 
 def train_step(
@@ -274,8 +254,10 @@ def run(
         curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
     if curve_points > 0:
         dense.append((step, seen, round(lr_now, 4), round(trained_s, 3), curve[-1][1]))
-    return RunResult(strat.name, curve[-1][1], step, seen / n, trained_s, seen / max(trained_s, 1e-9), curve,
-                     batch_size, hardware.peak_memory_mb(hw), strat.variant, steady, dense, diverged)
+    return RunResult(strategy=strat.name, val_accuracy=curve[-1][1], steps=step, epochs=seen / n, seconds=trained_s,
+                     images_per_second=seen / max(trained_s, 1e-9), curve=curve, batch_size=batch_size,
+                     peak_memory_mb=hardware.peak_memory_mb(hw), variant=strat.variant, step_images_per_second=steady,
+                     dense=dense, diverged=diverged)
 
 
 def measure_speed_ratio(strategy: str | registry.Strategy, resolution: int, batch_size: int, hw: Hardware,

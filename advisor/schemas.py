@@ -226,21 +226,36 @@ class Recommendation(BaseModel):
         return speed_ratios(self.throughput.images_per_second) if self.throughput else None
 
 
-class ProbeRun(BaseModel):
-    strategy: StrategyName
+class RunResult(BaseModel):
+    """One training run: what the engine returns, the probe reports (:class:`ProbeRun`) and a meta-dataset cell
+    stores (:class:`advisor.cells.RunRecord`)."""
+
+    strategy: StrategyName | None = Field(None, description="None where the run is stored under its strategy's name")
     val_accuracy: float
-    steps: int
+    steps: int = 0
     epochs: float
     seconds: float
     images_per_second: float
-    step_images_per_second: float | None = Field(None, description="batch ÷ median step time after the first step: "
-                                                 "the figure a timing gives (None for feature extraction)")
-    variant: str = Field("", description="the configuration trained, e.g. fine_tune@2 or scratch@cnn_s")
+    curve: list[tuple[float, float]] = Field([], description="(training seconds, validation accuracy) points")
     batch_size: int = 0
-    curve: list[tuple[float, float]] = Field(description="(seconds, validation accuracy) points")
+    peak_memory_mb: float = 0.0
+    variant: str = Field("", description="the configuration trained, e.g. fine_tune@2 or scratch@cnn_s")
+    step_images_per_second: float | None = Field(None, description="batch ÷ median step time after the first step: "
+                                                 "the figure a timing gives (None for feature extraction and runs "
+                                                 "of fewer than three steps)")
+    dense: list[tuple[int, int, float, float, float]] = Field(
+        [], description="the dense learning curve: (step, images seen, LR factor, training seconds, accuracy) at "
+        "log-spaced steps (intermediate points on the first engine.CURVE_IMAGES validation images, the last on all)")
+    diverged: bool = Field(False, description="the training loss became NaN or infinite; the run stopped there")
+
+
+class ProbeRun(RunResult):
+    """A probe's run of one strategy, judged and forecast to the full budget."""
+
+    strategy: StrategyName
+    resolution: int | None = Field(None, description="the side it trained at: its planned resolution, ≤ 64 px on a CPU")
     reach: float | None = Field(None, description="epoch-equivalents trained: seconds ÷ one all-layer epoch of the "
                                 "probe's images (None for feature extraction, complete after one pass)")
-    resolution: int | None = Field(None, description="the side it trained at: its planned resolution, ≤ 64 px on a CPU")
     judged: bool = Field(True, description="long enough to say something (or shown not viable); else it neither "
                          "decides the verdict nor calibrates the model")
     share: float | None = Field(None, description="training images the run saw ÷ those the full budget buys this "

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -175,7 +175,7 @@ def train_config(v: registry.Strategy, cell: Cell, train, test_set, n_classes: i
     ratio = speed_ratio(v, cell.res, min(32, len(train[0]))) if v.trains_backbone else 1.0
     r = engine.run(v, train, test_set, n_classes, hardware.detect(), equivalents=EpochEquivalents(cell.k), speed_ratio=ratio,
                    batch_size=32, flip=flip, seed=cell.seed, curve_points=CURVE_POINTS)
-    return ratio, {k: v for k, v in asdict(r).items() if k != "strategy"}
+    return ratio, r.model_dump(exclude={"strategy"})
 
 
 def run_cell(cell: Cell, depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) -> dict:
