@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -27,7 +28,8 @@ def test_other_load_sees_a_busy_process():
         load = clock.other_load()
     finally:
         hog.kill()
-    assert load is not None and load > 0.2  # one spinning process on this machine's cores
+    cores = os.cpu_count() or 1
+    assert load is not None and load > 0.6 / cores  # one spinning process: about one core's share, however many there are
 
 
 def test_plausibility_flags_impossible_orders_and_speeds(hw):
