@@ -16,6 +16,7 @@ from .decide import decide, standard_batch_size
 from . import throughput as throughput_mod
 from .errors import AdvisorError
 from .plan import Plan
+from .scan import ScannedData
 from .state import MachineState
 from .schemas import STRATEGIES, ProbeOptions, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
 from .units import Z80, EpochEquivalents, accuracy_se
@@ -180,41 +181,77 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
     if plan.scanned is None:
         raise AdvisorError("The probe trains on images: plan it from a data folder, not from numbers.")
     state = state or MachineState()
-    scanned, hw, book, backbone, weights = plan.scanned, plan.hardware, plan.rules, plan.backbone, plan.weights
-    strategies, resolution, progress, steps = options.strategies, options.resolution, options.progress, options.steps
-    max_train, max_val, budget = options.max_train, options.max_val, plan.budget
     rec = decide(plan)
     total = options.seconds if options.seconds is not None else probe_seconds(rec, options.fraction)
-    planned = rec.estimate(rec.strategy).settings
+    hw, n_classes = plan.hardware, len(plan.scanned.classes)
 
     def res_of(name: str) -> int:  # each strategy at its own planned resolution (scratch: the images' own side)
         side = rec.estimate(name).settings.resolution
-        return resolution or (side if hw.device == "cuda" else min(side, 64))
+        return options.resolution or (side if hw.device == "cuda" else min(side, 64))
 
-    train_items = scanned.split("train")
-    n_classes = len(scanned.classes)
+    train_items, val_items = _subset(plan.scanned, options)
+    decoded: dict[int, tuple] = {}
+    for side in sorted({res_of(name) for name in options.strategies} | {res_of("retrain")}):
+        log(f"probe: decoding {len(train_items)} training and {len(val_items)} validation images at {side}px …")
+        decoded[side] = images.load(train_items, side), images.load(val_items, side)
+    res = res_of("retrain")  # the pretrained strategies' resolution, at which an epoch-equivalent is defined
+    n_train, n_val = len(decoded[res][0][0]), len(decoded[res][1][0])
+    runs, spent, load = _train_all(plan, rec, options, decoded, res_of, total)
+
+    # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
+    # all-layer epoch, timed by the probe's own retrain steps (measured here, now; else timed for it).
+    batch = rec.estimate(rec.strategy).settings.batch_size
+    retrain_ips = next((r.images_per_second for r in runs if r.strategy == "retrain"), None) or (
+        n_train / engine.measure_epoch_seconds(n_train, res, batch, hw, plan.backbone))
+    epoch_s = n_train / retrain_ips
+    k_budget = plan.k.value if plan.k else None
+    pred = plan.predictor  # the gains build on the measured FE before and after calibration
+    runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
+    if pred is not None and pred.forecaster is not None and k_budget:
+        full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios())
+        runs = [_forecast(pred, rec, r, n_train, n_val, k_budget, full) for r in runs]
+        ranking, agrees, verdict = _forecast_verdict(rec, runs)
+    else:  # no learned model: the runs' own accuracies, judged where long enough
+        runs = [_judge(r, n_classes, n_val, k_budget) for r in runs]
+        ranking, agrees, verdict = _verdict(rec, runs, n_val)
+    steps, budget = options.steps, plan.budget
+    result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
+                         train_images=n_train, val_images=n_val, resolution=res,
+                         seconds_per_strategy=round((total if steps is None else spent) / len(options.strategies), 1),
+                         cost=Quantity(value=round(spent, 1), unit="s", source="measured",
+                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; asked for "
+                                              + (f"{total:.0f} s" if steps is None else f"{steps} steps per strategy")))
+    result = _calibrate(plan, result, n_train, k_budget, state, options.save)
+    return _record(plan, result, load, state, options.save)
+
+
+def _subset(scanned: ScannedData, options: ProbeOptions) -> tuple[list, list]:
+    """The probe's class-stratified training and validation images: from the folder's val/ split when it has
+    one, else 20 % of the training images held out."""
+    train_items, n_classes = scanned.split("train"), len(scanned.classes)
     if scanned.layout == "split" and scanned.split("eval"):
-        val_items = images.stratified(scanned.split("eval"), max(1, max_val // n_classes))
+        val_items = images.stratified(scanned.split("eval"), max(1, options.max_val // n_classes))
     else:
         train_items, val_items = images.split_stratified(train_items, 0.2)
-        val_items = images.stratified(val_items, max(1, max_val // n_classes))
-    train_items = images.stratified(train_items, max(1, max_train // n_classes))
+        val_items = images.stratified(val_items, max(1, options.max_val // n_classes))
     if not val_items:
         raise AdvisorError("Too few images to hold any out for validation; add images or a val/ split.")
-    decoded: dict[int, tuple] = {}
-    for res in sorted({res_of(name) for name in strategies} | {res_of("retrain")}):
-        log(f"probe: decoding {len(train_items)} training and {len(val_items)} validation images at {res}px …")
-        decoded[res] = images.load(train_items, res), images.load(val_items, res)
-    res = res_of("retrain")  # the pretrained strategies' resolution, at which an epoch-equivalent is defined
-    train, val = decoded[res]
+    return images.stratified(train_items, max(1, options.max_train // n_classes)), val_items
 
+
+def _train_all(plan: Plan, rec: Recommendation, options: ProbeOptions, decoded: dict[int, tuple], res_of,
+               total: float) -> tuple[list[ProbeRun], float, float | None]:
+    """Each strategy's short run with its advised settings, in ``options.steps`` steps or its share of the
+    ``total`` seconds (what is left, shared by the strategies still to run); also the seconds spent and the
+    share of the CPUs other processes used meanwhile."""
+    hw, strategies, n_classes = plan.hardware, options.strategies, len(plan.scanned.classes)
+    batch = rec.estimate(rec.strategy).settings.batch_size
     augment = rec.estimate("retrain").settings  # the rules choose one augmentation for every trained strategy
     flip, pad = augment.hflip, augment.crop_padding or 1 / 8
     runs, started, clock = [], time.perf_counter(), timing.CpuClock()
     for i, name in enumerate(strategies):
-        # what is left of the probe's time, shared by the strategies still to run; each keeps to its share
         share = max(0.0, total - (time.perf_counter() - started)) / (len(strategies) - i)
-        with tqdm(total=100, desc=f"probe {name}", unit="%", disable=not progress, leave=True,
+        with tqdm(total=100, desc=f"probe {name}", unit="%", disable=not options.progress, leave=True,
                   bar_format="{desc:<26}{bar}| {n:.0f}% [{elapsed}]") as bar:
             def tick(done: float, bar=bar) -> None:
                 bar.update(round(100 * done) - bar.n)
@@ -222,62 +259,51 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
             side = res_of(name)
             x_train, x_val = decoded[side]
             n = len(x_train[0])
-            budget_of_run = ({"seconds": max(share, 1e-3), "wall_seconds": max(share, 1e-3)} if steps is None
-                             else {"epochs": steps * min(planned.batch_size, n) / n})
+            budget_of_run = ({"seconds": max(share, 1e-3), "wall_seconds": max(share, 1e-3)} if options.steps is None
+                             else {"epochs": options.steps * min(batch, n) / n})
             r = engine.run(registry.resolve(name, side, n, depth=depth), x_train, x_val, n_classes, hw,
-                           batch_size=planned.batch_size, flip=flip, pad_fraction=pad, backbone=backbone, weights=weights,
+                           batch_size=batch, flip=flip, pad_fraction=pad, backbone=plan.backbone, weights=plan.weights,
                            progress=tick, **budget_of_run)
         runs.append(ProbeRun(strategy=name, val_accuracy=round(r.val_accuracy, 4), steps=r.steps, epochs=round(r.epochs, 2),
                              seconds=round(r.seconds, 2), images_per_second=round(r.images_per_second, 1), curve=r.curve,
                              resolution=side, variant=r.variant, batch_size=r.batch_size,
                              step_images_per_second=r.step_images_per_second and round(r.step_images_per_second, 1),
-                             viable=not r.diverged))
-    spent, load = time.perf_counter() - started, clock.other_load()
+                             diverged=r.diverged, viable=not r.diverged))
+    return runs, time.perf_counter() - started, clock.other_load()
 
-    # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
-    # all-layer epoch, timed by the probe's own retrain steps (measured here, now; else timed for it).
-    by_name = {r.strategy: r for r in runs}
-    retrain_ips = by_name["retrain"].images_per_second if "retrain" in by_name else (
-        len(train[0]) / engine.measure_epoch_seconds(len(train[0]), res, planned.batch_size, hw, backbone))
-    epoch_s = len(train[0]) / retrain_ips
-    k_budget = plan.k.value if plan.k else None
-    pred = plan.predictor  # the gains build on the measured FE before and after calibration
-    runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
-    if pred is not None and pred.forecaster is not None and k_budget:
-        full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios())
-        runs = [_forecast(pred, rec, r, len(train[0]), len(val[0]), k_budget, full) for r in runs]
-        ranking, agrees, verdict = _forecast_verdict(rec, runs)
-    else:  # no learned model: the runs' own accuracies, judged where long enough
-        runs = [_judge(r, n_classes, len(val[0]), k_budget) for r in runs]
-        ranking, agrees, verdict = _verdict(rec, runs, len(val[0]))
-    result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
-                         train_images=len(train[0]), val_images=len(val[0]), resolution=res,
-                         seconds_per_strategy=round((total if steps is None else spent) / len(strategies), 1),
-                         cost=Quantity(value=round(spent, 1), unit="s", source="measured",
-                                       detail=f"{spent / budget.seconds:.1%} of the {budget.given_as} budget; asked for "
-                                              + (f"{total:.0f} s" if steps is None else f"{steps} steps per strategy")))
-    judged = [r for r in runs if r.judged and r.viable]
-    if pred is not None and judged:
-        errors = _model_errors(pred, rec, judged, len(train[0]), k_budget)  # only what the probe can judge calibrates
-        reach = {r.strategy: k_budget if r.forecast is not None else r.reach for r in judged}
-        observed = calibration.probe_record(errors, reach, len(val[0]), str(scanned.root), rec.facts)
-        after = decide(plan.with_predictor(pred.with_probes([observed])))
-        weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), len(val[0]),
-                                                     EpochEquivalents(k_budget)), 3)
-                   for s in reach} if k_budget else None
-        result = result.model_copy(update={"model_errors": errors, "calibration_weights": weights, "calibrated": after})
-        if options.save:
-            calibration.record_probe(state, {**observed, "advice": {"before": rec.strategy, "after": after.strategy}}, hw)
-    new_tp, changes, what = throughput_mod.from_probe(rec, runs, hw, book, load, backbone)
-    if new_tp is not None and options.save:
-        calibration.record_throughput(state, new_tp.at_batch(standard_batch_size(hw, book)), hw, backbone,
+
+def _calibrate(plan: Plan, result: ProbeResult, n_train: int, k_budget: float | None, state: MachineState,
+               save: bool) -> ProbeResult:
+    """The model's errors the probe's judged runs show, the advice after they correct the plan's predictor, and
+    (with ``save``) the probe record that corrects later advice."""
+    rec, pred, n_val = result.recommendation, plan.predictor, result.val_images
+    judged = [r for r in result.runs if r.judged and r.viable]
+    if pred is None or not judged:
+        return result
+    errors = _model_errors(pred, rec, judged, n_train, k_budget)  # only what the probe can judge calibrates
+    reach = {r.strategy: k_budget if r.forecast is not None else r.reach for r in judged}
+    observed = calibration.probe_record(errors, reach, n_val, str(plan.scanned.root), rec.facts)
+    after = decide(plan.with_predictor(pred.with_probes([observed])))
+    weights = {s: round(calibration.probe_weight(None if reach[s] is None else EpochEquivalents(reach[s]), n_val,
+                                                 EpochEquivalents(k_budget)), 3)
+               for s in reach} if k_budget else None
+    if save:
+        calibration.record_probe(state, {**observed, "advice": {"before": rec.strategy, "after": after.strategy}}, plan.hardware)
+    return result.model_copy(update={"model_errors": errors, "calibration_weights": weights, "calibrated": after})
+
+
+def _record(plan: Plan, result: ProbeResult, load: float | None, state: MachineState, save: bool) -> ProbeResult:
+    """What the probe's step times do to this machine's throughput record, and (with ``save``) the result stored."""
+    hw, book, rec = plan.hardware, plan.rules, result.recommendation
+    new_tp, changes, what = throughput_mod.from_probe(rec, result.runs, hw, book, load, plan.backbone)
+    if new_tp is not None and save:
+        calibration.record_throughput(state, new_tp.at_batch(standard_batch_size(hw, book)), hw, plan.backbone,
                                       throughput_mod.scratch_key(rec.facts, book), changes)  # records are kept at the standard batch
-    result = result.model_copy(update={"throughput_record": what if options.save or new_tp is None else what + " (not saved)"})
-    if options.save:
+    result = result.model_copy(update={"throughput_record": what if save or new_tp is None else what + " (not saved)"})
+    if save:
         record = {"time": datetime.now(timezone.utc).isoformat(), "machine": state.machine, **result.model_dump(mode="json")}
         with state.database() as db:
             stored = db.add("probe_result", record)
         if stored:
             result = result.model_copy(update={"stored_at": f"{state.db_path} (table probe_result)"})
     return result
-
