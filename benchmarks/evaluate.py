@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
 from advisor.decide import decide
 from advisor.plan import Plan
-from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
 from advisor.schemas import STRATEGIES, Hardware, Quantity
 from advisor.units import EpochEquivalents, accuracy_interval, accuracy_se, speed_ratios
 
