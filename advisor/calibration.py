@@ -11,7 +11,8 @@ import math
 from datetime import datetime, timezone
 
 from .state import MachineState
-from .schemas import STRATEGIES, DataFacts, Hardware, Quantity, StrategyName, Throughput
+from .registry import STRATEGY_NAMES
+from .schemas import DataFacts, Hardware, Quantity, StrategyName, Throughput
 from .units import EpochEquivalents
 
 PRIOR_WEIGHT = 0.5  # a zero-error pseudo-probe of this weight shrinks the correction while probes are few
@@ -187,7 +188,7 @@ def correction(records: list[dict], target: EpochEquivalents, data: str | None =
     and ``facts``, shrunk to zero."""
     used = [(r, c) for r in records if (c := closeness(r, data, facts)) > 0]
     out = {}
-    for s in STRATEGIES:
+    for s in STRATEGY_NAMES:
         num = den = 0.0
         for r, c in used:
             if s not in r.get("errors", {}):

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import decide, rules, store
 from .budget import epochs_in
 from .errors import AdvisorError
-from .schemas import STRATEGIES, Budget, DataFacts, Quantity, RunResult, Similarity, StrategyName, Throughput
+from .registry import STRATEGY_NAMES
+from .schemas import Budget, DataFacts, Quantity, RunResult, Similarity, StrategyName, Throughput
 
 RESULTS_DIR = Path(__file__).parents[1] / "benchmarks" / "results"  # in a source checkout
 CPU_CELLS = RESULTS_DIR / "cells.jsonl"
@@ -163,7 +164,7 @@ def advised_depth(row: dict, book: rules.RuleBook, fe: Quantity | None = None) -
     the epochs its speeds buy and FE's accuracy (``fe``, default the cell's own, as measured); None when the
     rules leave the registry's default."""
     facts, budget, tp = inputs(row)
-    epochs = {s: epochs_in(budget.seconds, row["n_images"], tp.images_per_second[s]) for s in STRATEGIES}
+    epochs = {s: epochs_in(budget.seconds, row["n_images"], tp.images_per_second[s]) for s in STRATEGY_NAMES}
     if fe is None:
         fe = Quantity(value=row["runs"]["feature_extraction"]["val_accuracy"], source="measured")
     depth = rules.evaluate(book, decide.rule_facts(facts, budget, epochs, fe)).settings.get("fine_tune_depth")
@@ -180,7 +181,7 @@ def as_advised(rows: list[dict], book: rules.RuleBook) -> tuple[list[dict], int]
         variant = (r.get("variants") or {}).get(f"fine_tune@{depth}") if depth else None
         if variant is not None:
             runs = {**r["runs"], "fine_tune": {**r["runs"]["fine_tune"], **variant}}
-            r = {**r, "runs": runs, "winner": max(STRATEGIES, key=lambda s: runs[s]["val_accuracy"])}
+            r = {**r, "runs": runs, "winner": max(STRATEGY_NAMES, key=lambda s: runs[s]["val_accuracy"])}
             changed += 1
         out.append(r)
     return out, changed

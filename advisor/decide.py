@@ -12,9 +12,8 @@ import math
 from . import registry
 from . import rules as rules_mod
 from .plan import Plan, Predictor
-from .schemas import (
-    STRATEGIES, Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName,
-)
+from .registry import STRATEGY_NAMES
+from .schemas import Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName
 
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
@@ -181,7 +180,7 @@ def decide(plan: Plan) -> Recommendation:
     accuracy = {**({"feature_extraction": plan.fe} if plan.fe is not None else {}), **predicted}
 
     estimates = []
-    for s in STRATEGIES:
+    for s in STRATEGY_NAMES:
         capped = getattr(book.max_epochs, s)
         if epochs[s] is not None:
             where = f"{throughput.source} on {hw.name} at {throughput.resolution}px, {throughput.origin}"
@@ -264,4 +263,5 @@ def decide(plan: Plan) -> Recommendation:
         warnings=warnings,
         profile=plan.profile,
         similarity=plan.similarity,
+        budget_k=plan.k.value if plan.k else None,
     )

@@ -28,7 +28,8 @@ from threadpoolctl import threadpool_limits
 
 from . import calibration, datasets, store
 from .state import PACKAGED_MODEL
-from .schemas import STRATEGIES, DataFacts, Quantity, Similarity, StrategyName
+from .registry import STRATEGY_NAMES
+from .schemas import DataFacts, Quantity, Similarity, StrategyName
 from .units import Z80, EpochEquivalents
 
 FEATURES = (
@@ -106,7 +107,7 @@ def table(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     X = np.array([feature_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(r["k"]),
                               r["similarity"])
                   for r in rows])
-    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
+    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES] for r in rows])
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
     return X, to_normalised(acc, n_classes[:, None]), n_classes, np.array([datasets.family(r["dataset"]) for r in rows])
 
@@ -143,9 +144,9 @@ def edge_growth(model: "StrategyModel", step: float = 0.01) -> dict[str, float]:
                     X = np.array([feature_row(classes * n, classes, channels, similarity, EpochEquivalents(k))
                                   for n in (5, 10, 20, 50, 100, 200, 500, 1000)])
                     P = model.predict(X)
-                    scratch = P[:, STRATEGIES.index("scratch")]
+                    scratch = P[:, STRATEGY_NAMES.index("scratch")]
                     for s in TRANSFER:
-                        grows[s] += int(np.sum(np.diff(P[:, STRATEGIES.index(s)] - scratch) > step))
+                        grows[s] += int(np.sum(np.diff(P[:, STRATEGY_NAMES.index(s)] - scratch) > step))
                     total += len(X) - 1
     return {s: round(v / total, 3) for s, v in grows.items()}
 
@@ -208,11 +209,11 @@ class StrategyModel:
                                              monotonic_cst=[monotone.get(f, 0) for f in self.features], random_state=0)
 
     def fit(self, X: np.ndarray, Y: np.ndarray, residuals: np.ndarray | None = None) -> "StrategyModel":
-        """``X``: rows of :data:`FEATURES`; ``Y``: (n, 4) normalised accuracies in :data:`STRATEGIES` order.
+        """``X``: rows of :data:`FEATURES`; ``Y``: (n, 4) normalised accuracies in :data:`STRATEGY_NAMES` order.
         ``residuals``: out-of-fold errors on the model's scale that set the interval half-widths (unknown without them)."""
         Xc = self._columns(X)
         Z = self.transform(Y)
-        self.estimators_ = [self._estimator(s).fit(Xc, Z[:, j]) for j, s in enumerate(STRATEGIES)]
+        self.estimators_ = [self._estimator(s).fit(Xc, Z[:, j]) for j, s in enumerate(STRATEGY_NAMES)]
         self.ranges_ = {f: (float(np.nanmin(Xc[:, i])), float(np.nanmax(Xc[:, i]))) for i, f in enumerate(self.features)}
         if residuals is not None and len(residuals):
             self.half_width_ = np.quantile(np.abs(residuals), self.coverage, axis=0)
@@ -281,12 +282,12 @@ def gain_table(rows: list[dict], fe_accuracy: np.ndarray | None = None) -> tuple
     """Meta-dataset rows → (rows of :data:`GAIN_FEATURES`, (n, 3) gains over FE in accuracy (a fraction, not
     normalised), in :data:`GAINED` order). ``fe_accuracy`` replaces the cells' FE accuracies as the input (e.g.
     with noise)."""
-    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])
+    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES] for r in rows])
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
     fe_in = to_normalised(acc[:, 0] if fe_accuracy is None else fe_accuracy, n_classes)
     X = np.array([gain_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(r["k"]), f,
                            r["speed_ratios"]) for r, f in zip(rows, fe_in)])
-    return X, acc[:, [STRATEGIES.index(s) for s in GAINED]] - acc[:, [0]]
+    return X, acc[:, [STRATEGY_NAMES.index(s) for s in GAINED]] - acc[:, [0]]
 
 
 def contributed_gain_table(contributed: list, typical_ratios: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -428,7 +429,7 @@ class LearnedPredictor:
         if self.gain is not None:
             gains = self.gain.predict([self._gain_row(facts, budget, norm[0], ratios)])[0]
             for s, g in zip(GAINED, gains):  # an accuracy gain g is g / (1 − 1/classes) in normalised accuracy
-                norm[STRATEGIES.index(s)] = float(np.clip(norm[0] + g / _span(facts.n_classes), EPS, 1 - EPS))
+                norm[STRATEGY_NAMES.index(s)] = float(np.clip(norm[0] + g / _span(facts.n_classes), EPS, 1 - EPS))
         return norm
 
     def _fe_half_width(self, facts: DataFacts) -> float:
@@ -472,8 +473,8 @@ class LearnedPredictor:
                             + f": a guess, its interval widened ×{1 + distance:.2g}") if beyond else ""
         if beyond:
             note += "; " + self.domain_note
-        mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGIES]), EPS, 1 - EPS)
-        self._norm = dict(zip(STRATEGIES, mu))
+        mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGY_NAMES]), EPS, 1 - EPS)
+        self._norm = dict(zip(STRATEGY_NAMES, mu))
         span = _span(facts.n_classes)
         self._sigma = ({"feature_extraction": 0.0} | {s: w / span * (1 + distance) / Z80 for s, w in zip(GAINED, self.gain.half_width_)}
                        if self.gain is not None else {})  # FE's own uncertainty is common to all: it cancels
@@ -481,7 +482,7 @@ class LearnedPredictor:
         fe_hw = self._fe_half_width(facts)
         abs_lo, abs_hi = self.model.interval(mu, 1 + distance)
         fe_how = ("measured" if self.fe is not None else "the model's prediction")
-        for j, s in enumerate(STRATEGIES):
+        for j, s in enumerate(STRATEGY_NAMES):
             if s == "feature_extraction" and self.fe is not None:
                 out[s] = self.fe
                 continue

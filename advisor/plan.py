@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 from . import budget as budget_mod
 from . import registry
 from .rules import RuleBook
-from .schemas import STRATEGIES, Budget, DataFacts, DataProfile, Hardware, Quantity, Similarity, StrategyName, Throughput
+from .registry import STRATEGY_NAMES
+from .schemas import Budget, DataFacts, DataProfile, Hardware, Quantity, Similarity, StrategyName, Throughput
 from .units import EpochEquivalents, speed_ratios
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class Plan:
         """Each strategy's epochs in the budget at its planned speed (None where its speed is unknown)."""
         ips = self.images_per_second
         return {s: budget_mod.epochs_in(self.budget.seconds, self.facts.n_images, ips[s]) if s in ips else None
-                for s in STRATEGIES}
+                for s in STRATEGY_NAMES}
 
     @property
     def k(self) -> EpochEquivalents | None:

@@ -18,7 +18,8 @@ from .errors import AdvisorError
 from .plan import Plan
 from .scan import ScannedData
 from .state import MachineState
-from .schemas import STRATEGIES, ProbeOptions, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
+from .registry import STRATEGY_NAMES
+from .schemas import ProbeOptions, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
 from .units import Z80, EpochEquivalents, accuracy_se
 
 
@@ -77,24 +78,24 @@ def _verdict(rec: Recommendation, runs: list[ProbeRun], n_val: int) -> tuple[lis
     return ranking, agrees, verdict + unjudged
 
 
-def _model_errors(pred, rec: Recommendation, runs: list[ProbeRun], n_train: int, k_budget: float | None) -> dict[StrategyName, float]:
+def _model_errors(pred, plan: Plan, runs: list[ProbeRun], n_train: int, k_budget: float | None) -> dict[StrategyName, float]:
     """The model's error in normalised accuracy: for a run with a forecast, forecast − prediction at the full
     budget on all the data; otherwise observed − prediction at the probe's own conditions (its subset size and
     the epoch-equivalents it trained, ``ProbeRun.reach``)."""
-    facts = rec.facts.model_copy(update={"n_images": n_train})
-    full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios()) if k_budget else None
+    facts = plan.facts.model_copy(update={"n_images": n_train})
+    full = pred.normalised(plan.facts, EpochEquivalents(k_budget), plan.speed_ratios) if k_budget else None
     errors = {}
     for r in runs:
-        j = STRATEGIES.index(r.strategy)
+        j = STRATEGY_NAMES.index(r.strategy)
         if r.forecast is not None and full is not None:
             raw, seen = full[j], r.forecast.value
         else:
-            raw, seen = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0), rec.speed_ratios())[j], r.val_accuracy
-        errors[r.strategy] = round(float(learned.to_normalised(seen, rec.facts.n_classes) - raw), 4)
+            raw, seen = pred.normalised(facts, EpochEquivalents(r.reach if r.reach is not None else 1.0), plan.speed_ratios)[j], r.val_accuracy
+        errors[r.strategy] = round(float(learned.to_normalised(seen, plan.facts.n_classes) - raw), 4)
     return errors
 
 
-def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun, n_train: int, n_val: int,
+def _forecast(pred: learned.LearnedPredictor, plan: Plan, run: ProbeRun, n_train: int, n_val: int,
               k_budget: float, full: np.ndarray) -> ProbeRun:
     """``run`` with its forecast at the full budget (:mod:`advisor.forecast`; ``full``: the model's normalised
     accuracies there), or marked not viable (diverged,
@@ -102,16 +103,16 @@ def _forecast(pred: learned.LearnedPredictor, rec: Recommendation, run: ProbeRun
     complete after its one pass: nothing to forecast."""
     if run.strategy == "feature_extraction":
         return run
-    n_classes = rec.facts.n_classes
+    n_classes = plan.facts.n_classes
     why = forecast.viable(run.val_accuracy, n_classes, n_val, not run.viable, CHANCE_SE)
     if why and (not run.viable or run.steps >= MIN_STEPS):
         return run.model_copy(update={"viable": False, "note": f"not viable: {why}"})
     if run.steps < MIN_STEPS:
         return run.model_copy(update={"judged": False, "note": f"too short to forecast: {run.steps} step{'s' * (run.steps != 1)} (fewer than {MIN_STEPS})"})
-    j, fc = STRATEGIES.index(run.strategy), pred.forecaster
-    share = min(1.0, run.reach * n_train / (k_budget * rec.facts.n_images))
-    short = float(learned.to_accuracy(pred.normalised(rec.facts.model_copy(update={"n_images": n_train}),
-                                                      EpochEquivalents(run.reach), rec.speed_ratios())[j], n_classes))
+    j, fc = STRATEGY_NAMES.index(run.strategy), pred.forecaster
+    share = min(1.0, run.reach * n_train / (k_budget * plan.facts.n_images))
+    short = float(learned.to_accuracy(pred.normalised(plan.facts.model_copy(update={"n_images": n_train}),
+                                                      EpochEquivalents(run.reach), plan.speed_ratios)[j], n_classes))
     full = float(learned.to_accuracy(full[j], n_classes))
     top = float(learned.to_accuracy(1 - learned.EPS, n_classes))  # like the model's, a forecast never claims 100 %
     value, half = min(fc.predict(run.val_accuracy, short, full, share), top), fc.half_width(share)
@@ -208,8 +209,8 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
     pred = plan.predictor  # the gains build on the measured FE before and after calibration
     runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
     if pred is not None and pred.forecaster is not None and k_budget:
-        full = pred.normalised(rec.facts, EpochEquivalents(k_budget), rec.speed_ratios())
-        runs = [_forecast(pred, rec, r, n_train, n_val, k_budget, full) for r in runs]
+        full = pred.normalised(plan.facts, EpochEquivalents(k_budget), plan.speed_ratios)
+        runs = [_forecast(pred, plan, r, n_train, n_val, k_budget, full) for r in runs]
         ranking, agrees, verdict = _forecast_verdict(rec, runs)
     else:  # no learned model: the runs' own accuracies, judged where long enough
         runs = [_judge(r, n_classes, n_val, k_budget) for r in runs]
@@ -280,7 +281,7 @@ def _calibrate(plan: Plan, result: ProbeResult, n_train: int, k_budget: float | 
     judged = [r for r in result.runs if r.judged and r.viable]
     if pred is None or not judged:
         return result
-    errors = _model_errors(pred, rec, judged, n_train, k_budget)  # only what the probe can judge calibrates
+    errors = _model_errors(pred, plan, judged, n_train, k_budget)  # only what the probe can judge calibrates
     reach = {r.strategy: k_budget if r.forecast is not None else r.reach for r in judged}
     observed = calibration.probe_record(errors, reach, n_val, str(plan.scanned.root), rec.facts)
     after = decide(plan.with_predictor(pred.with_probes([observed])))

@@ -12,12 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveFloat, P
 
 from .errors import RulesError
 from .registry import FINE_TUNE_DEPTHS
-from .schemas import STRATEGIES, FiredRule, StrategyName
+from .registry import STRATEGY_NAMES
+from .schemas import FiredRule, StrategyName
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 FACTS = (
     "n_images", "n_classes", "images_per_class", "resolution", "channels", "imbalance", "similarity", "budget_hours",
-    *(f"epochs_{s}" for s in STRATEGIES), "fe_accuracy",
+    *(f"epochs_{s}" for s in STRATEGY_NAMES), "fe_accuracy",
 )
 SETTINGS = {"augmentation": ("light", "strong"), "hflip": (True, False), "fine_tune_depth": FINE_TUNE_DEPTHS}
 _CONDITION = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
@@ -145,7 +146,7 @@ class Outcome:
 
 def evaluate(book: RuleBook, facts: dict[str, float]) -> Outcome:
     """Fire every rule whose conditions hold; later ``set`` effects override earlier ones."""
-    out = Outcome(scores={s: 0.0 for s in STRATEGIES}, points={s: [] for s in STRATEGIES})
+    out = Outcome(scores={s: 0.0 for s in STRATEGY_NAMES}, points={s: [] for s in STRATEGY_NAMES})
     for rule in book.rule:
         if not book.holds(rule, facts):
             continue

@@ -7,9 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .registry import STRATEGY_NAMES as STRATEGIES  # noqa: F401  (re-exported: cheapest first)
-from .registry import StrategyName
-from .units import EpochEquivalents, speed_ratios
+from .registry import STRATEGY_NAMES, StrategyName
 
 Source = Literal["measured", "rule", "estimated", "user", "model", "forecast"]
 
@@ -211,19 +209,11 @@ class Recommendation(BaseModel):
     similarity: Similarity | None = None
     decided_by: str = Field(description="which part of advisor made the choice")
     warnings: list[str] = Field(default_factory=list)
+    budget_k: float | None = Field(None, description="the budget in epoch-equivalents (all-layer training's epochs "
+                                   "at the planned throughput; unrounded); None when no throughput was measured")
 
     def estimate(self, strategy: StrategyName) -> StrategyEstimate:
         return next(e for e in self.estimates if e.strategy == strategy)
-
-    def budget_k(self) -> EpochEquivalents | None:
-        """The budget in epoch-equivalents (unrounded) at the planned throughput; None when none was measured."""
-        ips = self.throughput.images_per_second.get("retrain") if self.throughput else None
-        return EpochEquivalents.from_seconds(self.budget.seconds, self.facts.n_images, ips) if ips else None
-
-    def speed_ratios(self) -> dict[str, float] | None:
-        """Each strategy's planned speed ÷ all-layer training's (:func:`advisor.units.speed_ratios`); None when
-        no throughput was measured."""
-        return speed_ratios(self.throughput.images_per_second) if self.throughput else None
 
 
 class RunResult(BaseModel):
@@ -277,7 +267,7 @@ class ProbeOptions(BaseModel):
     max_train: int = Field(600, ge=2, description="training images in the probe's class-stratified subset")
     max_val: int = Field(300, ge=1, description="validation images")
     resolution: int | None = Field(None, ge=8, description="default: each strategy's planned side, at most 64 px on a CPU")
-    strategies: tuple[StrategyName, ...] = Field(STRATEGIES, min_length=1)
+    strategies: tuple[StrategyName, ...] = Field(STRATEGY_NAMES, min_length=1)
     progress: bool = True
     save: bool = Field(True, description="store the result and the model's errors on this machine")
 

@@ -343,7 +343,7 @@ def _plan(plan: Plan, rec, name: str, train_items, val_items, state) -> dict:
                                                                       if rec.estimate(name).accuracy else None),
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
             "fe_measured": fe.model_dump(mode="json") if fe is not None else None,
-            "speed_ratios": rec.speed_ratios(),
+            "speed_ratios": plan.speed_ratios,
             "fingerprint": fingerprint(train_items, length=16),
             "forecast": _probe_forecast(state, str(scanned.root), name),
             "train": [(it.path, it.label) for it in train_items], "val": [(it.path, it.label) for it in val_items],

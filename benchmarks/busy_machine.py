@@ -36,7 +36,7 @@ import numpy as np
 
 import advisor
 from advisor import throughput
-from advisor.schemas import STRATEGIES
+from advisor.registry import STRATEGY_NAMES
 from advisor.state import MachineState
 
 
@@ -123,7 +123,7 @@ def main() -> None:
     print(f"{'numbers-only, first call':<44}{first_s:>8.1f}          {first.throughput.origin[:70]}")
     print(f"{'numbers-only, 100 more calls':<44}{rest_s:>8.1f}          "
           f"{sum(r.throughput.seconds > 0 for r in recs)} of them timed; advice: "
-          + ", ".join(f"{s} {sum(r.strategy == s for r in recs)}" for s in STRATEGIES))
+          + ", ".join(f"{s} {sum(r.strategy == s for r in recs)}" for s in STRATEGY_NAMES))
     ok = all(calls[n][0] <= 0.3 * base for n in (19, 20)) and rest_s <= 60
     print(f"goal: 2nd and 3rd ≤ 30 % of the 1st, the 100 calls ≤ 60 s — {'met' if ok else 'NOT met'}; "
           f"quiet, bounded timing advises as the full one (epochs ±25 %) — {'met' if same else 'NOT met'}")

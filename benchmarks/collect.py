@@ -37,7 +37,7 @@ from PIL import Image
 
 import advisor
 from advisor import cells, datasets, engine, hardware, images, registry, similarity, store
-from advisor.schemas import STRATEGIES
+from advisor.registry import STRATEGY_NAMES
 from advisor.units import EpochEquivalents
 
 _RES = {"digits": 32, "mnist": 32, "fashion-mnist": 32, "lfw": 32, "tuxpaint": 64, "clipart": 64, "crawl": 32, "animals": 32, "emoji": 32, "elpv": 48}
@@ -162,7 +162,7 @@ def speed_ratio(variant: registry.Strategy, resolution: int, batch_size: int) ->
 
 def variants(n_images: int, res: int, depths: tuple[int, ...]) -> dict[str, registry.Strategy]:
     """The configurations a cell trains: the four strategies (scratch sized to the data) and fine-tune's other depths."""
-    out = {name: registry.resolve(name, res, n_images) for name in STRATEGIES}
+    out = {name: registry.resolve(name, res, n_images) for name in STRATEGY_NAMES}
     for d in depths:
         v = registry.resolve("fine_tune", res, n_images, depth=d)
         if v.variant != out["fine_tune"].variant:
@@ -191,7 +191,7 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) ->
     ratios, results = {}, {}
     for name, v in configs.items():
         ratios[name], results[name] = train_config(v, cell, train, test_set, len(classes), channels == 3)
-    runs = {s: results[s] for s in STRATEGIES}
+    runs = {s: results[s] for s in STRATEGY_NAMES}
     best = max(runs, key=lambda s: runs[s]["val_accuracy"])
     return {
         "key": cell.key, "dataset": cell.dataset, "per_class": cell.per_class, "k": cell.k, "seed": cell.seed,
@@ -199,7 +199,7 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) ->
         "imbalance": 1.0, "test_images": int(test.sum()), "similarity": sim, "epoch_seconds": round(epoch_s, 3),
         "budget_seconds": round(cell.k * epoch_s, 2), "speed_ratios": {n: r for n, r in ratios.items() if n != "feature_extraction"},
         "device": hw.device, "device_name": hw.name, "precision": hw.precision, "torch_version": torch.__version__,
-        "runs": runs, "variants": {n: results[n] for n in results if n not in STRATEGIES},
+        "runs": runs, "variants": {n: results[n] for n in results if n not in STRATEGY_NAMES},
         "scratch_arch": configs["scratch"].arch, "fine_tune_depth": configs["fine_tune"].depth,
         "winner": best, "advisor_version": advisor.__version__, "schema": 2,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -220,7 +220,7 @@ def update_row(row: dict, names: tuple[str, ...] = ("scratch",)) -> dict:
     ratios = dict(row["speed_ratios"])
     old = {n: row["runs"][n] for n in names if n in row["runs"] and row.get("schema", 1) < 2}
     for name in names:
-        ratios[name], (runs if name in STRATEGIES else extra)[name] = train_config(
+        ratios[name], (runs if name in STRATEGY_NAMES else extra)[name] = train_config(
             configs[name], cell, (x[train_idx], y[train_idx]), (x[test], y[test]), len(classes), row["channels"] == 3)
     out = {**row, "similarity": sim, "runs": runs, "variants": extra, "speed_ratios": ratios,
            "scratch_arch": configs["scratch"].arch, "fine_tune_depth": configs["fine_tune"].depth,
@@ -267,7 +267,7 @@ def collect(cells: list[Cell], out: Path, n_jobs: int = 1, deadline: float | Non
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(run_cell)(c, depths) for c in todo)
     for i, row in enumerate(results, 1):
         store.append(out, row)
-        accs = " ".join(f"{s[:4]} {row['runs'][s]['val_accuracy']:.3f}" for s in STRATEGIES)
+        accs = " ".join(f"{s[:4]} {row['runs'][s]['val_accuracy']:.3f}" for s in STRATEGY_NAMES)
         extra = " ".join(f"{n} {r['val_accuracy']:.3f}" for n, r in row.get("variants", {}).items())
         print(f"[{i} {time.perf_counter() - t0:6.0f}s] {row['key']}: {accs} | {extra} → {row['winner']}", flush=True)
 
@@ -290,7 +290,7 @@ def summary(out: Path) -> str:
             winners = by_k.get(k, [])
             cells.append(max(set(winners), key=winners.count) if winners else "")
         lines.append(f"{name:<14}{n:>10}  " + "".join(f"{short.get(c, c):>10}" for c in cells))
-    counts = {s: sum(r["winner"] == s for r in rows) for s in STRATEGIES}
+    counts = {s: sum(r["winner"] == s for r in rows) for s in STRATEGY_NAMES}
     lines.append("wins: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
     return "\n".join(lines)
 

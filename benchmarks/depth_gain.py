@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from advisor import cells
-from advisor.schemas import STRATEGIES
+from advisor.registry import STRATEGY_NAMES
 
 BUDGETS = (0.3, 1, 3, 10, 30, 100, 300, 1000)
 
@@ -21,7 +21,7 @@ def main() -> None:
     print(f"{'k':>6} {'cells':>6} {'best depth beats best of 4':>28} {'mean gain then':>16} {'mean difference':>16}")
     by_k: dict[float, list[float]] = {}
     for r in rows:
-        best = max(r["runs"][s]["val_accuracy"] for s in STRATEGIES)
+        best = max(r["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES)
         ft = max([r["runs"]["fine_tune"]["val_accuracy"]]
                  + [v["val_accuracy"] for name, v in r["variants"].items() if name.startswith("fine_tune")])
         k = min(BUDGETS, key=lambda b: abs(np.log(b) - np.log(r["k"])))

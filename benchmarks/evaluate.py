@@ -36,7 +36,8 @@ import numpy as np
 from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
 from advisor.decide import decide
 from advisor.plan import Plan
-from advisor.schemas import STRATEGIES, Hardware, Quantity
+from advisor.registry import STRATEGY_NAMES
+from advisor.schemas import Hardware, Quantity
 from advisor.units import EpochEquivalents, accuracy_interval, accuracy_se, speed_ratios
 
 
@@ -61,8 +62,8 @@ def proxy_probe(index, row, predictor, X, Y) -> dict | None:
     k_probe, j = max(found)
     facts, _, tp = cells.inputs(row)
     errors = Y[j] - predictor.normalised(facts, EpochEquivalents(k_probe), speed_ratios(tp.images_per_second))
-    reach = {s: None if s == "feature_extraction" else k_probe for s in STRATEGIES}
-    return calibration.probe_record(dict(zip(STRATEGIES, errors)), reach, row["test_images"], row["dataset"], facts)
+    reach = {s: None if s == "feature_extraction" else k_probe for s in STRATEGY_NAMES}
+    return calibration.probe_record(dict(zip(STRATEGY_NAMES, errors)), reach, row["test_images"], row["dataset"], facts)
 
 
 def measured_fe(row: dict) -> Quantity:
@@ -96,7 +97,7 @@ def regrets(choices: list[str], accuracies: list[dict[str, float] | None]) -> tu
 
 
 def accuracies(row: dict) -> dict[str, float]:
-    return {s: row["runs"][s]["val_accuracy"] for s in STRATEGIES}
+    return {s: row["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES}
 
 
 def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
@@ -110,7 +111,7 @@ def seed_means(rows: list[dict]) -> list[dict[str, float] | None]:
     included; :func:`advisor.cells.configuration`); None where the configuration has one seed."""
     groups = cells.by_configuration(rows)
     return [None if len(same := groups[cells.configuration(r)]) < 2 else
-            {s: float(np.mean([o["runs"][s]["val_accuracy"] for o in same])) for s in STRATEGIES} for r in rows]
+            {s: float(np.mean([o["runs"][s]["val_accuracy"] for o in same])) for s in STRATEGY_NAMES} for r in rows]
 
 
 def score_on_means(choices: list[str], means: list[dict[str, float] | None]) -> tuple[float, float, int]:
@@ -148,7 +149,7 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             k = EpochEquivalents(row["k"])
             predictor = learned.LearnedPredictor(models, card, row["similarity"], fe=fe_in[i])
             shown = predictor.predict(facts, k, speed_ratios(tp.images_per_second))
-            for s in STRATEGIES:
+            for s in STRATEGY_NAMES:
                 q, truth = shown[s], row["runs"][s]["val_accuracy"]
                 if q.low is not None:
                     covered.append((q.domain or "inside", bool(q.low - 1e-9 <= truth <= q.high + 1e-9)))
@@ -160,7 +161,7 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             calibrated = learned.LearnedPredictor(models, card, row["similarity"], [record] if record else None, row["dataset"], fe=fe_in[i])
             choices["gain model + rules + probe calibration"].append(decide(plan.with_predictor(calibrated)).strategy)
             choices["absolute model + rules"].append(decide(Plan(facts, budget, CELL_HW, book, tp, predictor=absolute)).strategy)
-            choices["absolute model"].append(STRATEGIES[int(np.argmax(absolute.normalised(facts, k)))])
+            choices["absolute model"].append(STRATEGY_NAMES[int(np.argmax(absolute.normalised(facts, k)))])
             choices["rules only"].append(decide(plan).strategy)
             choices["always fine-tune"].append("fine_tune")
             choices["always retrain"].append("retrain")
@@ -181,7 +182,7 @@ def seed_ceiling(rows: list[dict]) -> tuple[list[dict], list[str]]:
             others = [o for o in same if o is not r]
             if others:
                 kept.append(r)
-                picks.append(max(STRATEGIES, key=lambda s: np.mean([o["runs"][s]["val_accuracy"] for o in others])))
+                picks.append(max(STRATEGY_NAMES, key=lambda s: np.mean([o["runs"][s]["val_accuracy"] for o in others])))
     return kept, picks
 
 
@@ -243,9 +244,9 @@ def evaluate(rows: list[dict], misses: Path | None = None) -> str:
                 parts.append(f"{label} 0: no cells")
         lines.append(f"  {'; '.join(parts)}")
     for method in (PRODUCT, "always feature extraction"):
-        lines.append(f"{method}: advised " + ", ".join(f"{s} {choices[method].count(s)}" for s in STRATEGIES))
+        lines.append(f"{method}: advised " + ", ".join(f"{s} {choices[method].count(s)}" for s in STRATEGY_NAMES))
     winners = [r["winner"] for r in ordered]
-    lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGIES))
+    lines.append("winners: " + ", ".join(f"{s} {winners.count(s)}" for s in STRATEGY_NAMES))
     if misses is not None:
         _, regret = regrets(choices[PRODUCT], [accuracies(r) for r in ordered])
         store.write_lines(misses, [{"key": r["key"], "dataset": r["dataset"], "k": r["k"], "per_class": r["per_class"],

@@ -27,7 +27,7 @@ import numpy as np
 import advisor
 from advisor import cells, forecast, learned, rules
 from advisor.state import PACKAGED_MODEL
-from advisor.schemas import STRATEGIES
+from advisor.registry import STRATEGY_NAMES
 
 
 
@@ -37,7 +37,7 @@ def lodo_figures(oof: np.ndarray, Y: np.ndarray, n_classes: np.ndarray) -> dict:
     pred, true = (learned.to_accuracy(a[ok], n_classes[ok, None]) for a in (oof, Y))
     regret = (true.max(1) - true[np.arange(len(true)), pred.argmax(1)]) * 100
     return {
-        "mean_abs_error_points": {s: round(float(np.abs(pred - true)[:, j].mean()) * 100, 2) for j, s in enumerate(STRATEGIES)},
+        "mean_abs_error_points": {s: round(float(np.abs(pred - true)[:, j].mean()) * 100, 2) for j, s in enumerate(STRATEGY_NAMES)},
         "winner_agreement": round(float(np.mean(regret < 1e-9)), 3),
         "mean_regret_points": round(float(regret.mean()), 2),
         "worst_regret_points": round(float(regret.max()), 2),
@@ -49,9 +49,9 @@ def gain_figures(oof: np.ndarray, rows: list[dict]) -> dict:
     unless a predicted gain is positive)."""
     _, D = learned.gain_table(rows)
     ok = ~np.isnan(oof).any(axis=1)
-    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGIES] for r in rows])[ok]
+    acc = np.array([[r["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES] for r in rows])[ok]
     choice = np.column_stack([np.zeros(ok.sum()), oof[ok]]).argmax(1)
-    order = [STRATEGIES.index(s) for s in ("feature_extraction", *learned.GAINED)]
+    order = [STRATEGY_NAMES.index(s) for s in ("feature_extraction", *learned.GAINED)]
     picked = acc[np.arange(len(acc)), np.array(order)[choice]]
     regret = (acc.max(1) - picked) * 100
     return {
@@ -87,7 +87,7 @@ def fit(rows: list[dict], contributed: list[cells.ContributedCell] = ()) -> tupl
         "target": f"accuracy rescaled so chance = 0, perfect = 1, on the {model.scale} scale (kept within 1-99 %); one "
                   "HistGradientBoostingRegressor per strategy, non-decreasing in images and budget",
         "interval": f"{model.coverage:.0%} quantile of |leave-one-dataset-out residual| per strategy",
-        "interval_half_width_logit": {s: round(float(w), 4) for s, w in zip(STRATEGIES, model.half_width_)},
+        "interval_half_width_logit": {s: round(float(w), 4) for s, w in zip(STRATEGY_NAMES, model.half_width_)},
         "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in model.ranges_.items()},
         "lodo": lodo_figures(oof, Y, n_classes),
         "lodo_with_image_measures": lodo_figures(with_measures, Y, n_classes),

@@ -35,7 +35,7 @@ from sklearn.linear_model import LinearRegression
 
 from advisor import cells, datasets, forecast, learned
 from advisor.forecast import priors
-from advisor.schemas import STRATEGIES
+from advisor.registry import STRATEGY_NAMES
 
 BUCKETS = ((0.2, 1.0, "share 1/3"), (0.05, 0.2, "share 1/10"), (0.02, 0.05, "share 1/30"), (0.0, 0.02, "share ≤ 1/100"))
 
@@ -95,7 +95,7 @@ def decisions(rows: list[dict], data: list[forecast.Pair], preds: dict[str, np.n
         for (cell, _), idx in by.items():
             if len(idx) < 3:
                 continue
-            acc = {s: rows[cell]["runs"][s]["val_accuracy"] for s in STRATEGIES}
+            acc = {s: rows[cell]["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES}
             fc = {"feature_extraction": acc["feature_extraction"]} | {s: pred[i] for s, i in idx.items()}
             pick = max(fc, key=fc.get)
             agree.append(acc[pick] >= max(acc.values()) - 1e-9)

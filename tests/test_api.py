@@ -130,7 +130,7 @@ def test_one_plan_feeds_the_decision_the_budget_curve_and_the_probe(digits_dir, 
     assert rec.profile == plan.profile and rec.estimate("feature_extraction").accuracy == plan.fe
     curve = api.budget_curve(plan, points=3)
     assert curve[1] == decide(plan.with_budget(curve[1].budget.seconds)) and curve[1].budget.seconds < plan.budget.seconds
-    assert plan.k.value == pytest.approx(rec.budget_k().value)
+    assert rec.budget_k == pytest.approx(plan.k.value)
     numbers = api.plan(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False, use_model=False)
 
     def built_again(*args, **kwargs):

@@ -5,11 +5,11 @@ import torch
 
 from advisor.units import EpochEquivalents
 from advisor import engine, registry, strategies
-from advisor.schemas import STRATEGIES
+from advisor.registry import STRATEGY_NAMES
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_every_strategy_trains_a_few_real_steps(name, digit_tensors, hw):
     train, val = digit_tensors
     r = engine.run(name, train, val, 10, hw, epochs=0.5, batch_size=16, flip=False, eval_points=2)
@@ -76,7 +76,7 @@ def test_lr_schedule_warms_up_then_decays():
     assert engine.lr_factor(0.5) > engine.lr_factor(0.9) > engine.lr_factor(1.0) - 1e-9
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_throughput_is_measured(name, hw):
     assert engine.measure_images_per_second(name, 32, 4, hw, steps=1) > 0
 

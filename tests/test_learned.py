@@ -7,7 +7,8 @@ import pytest
 from advisor.units import EpochEquivalents
 from advisor import cells, decide, learned, rules
 from advisor.plan import Plan
-from advisor.schemas import STRATEGIES, Budget, DataFacts, Hardware, Throughput
+from advisor.registry import STRATEGY_NAMES
+from advisor.schemas import Budget, DataFacts, Hardware, Throughput
 
 ROWS = cells.read()
 pytestmark = pytest.mark.skipif(len({r["dataset"] for r in ROWS}) < 3, reason="meta-dataset too small")
@@ -50,7 +51,7 @@ def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
     row = ROWS[0]
     facts = DataFacts(n_images=row["n_images"], n_classes=row["n_classes"], resolution=32, channels=row["channels"],
                       similarity=row["similarity"]["score"])
-    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
+    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGY_NAMES}, detail="t", seconds=0)
     seconds = 3 * row["n_images"] / 100  # 3 epoch-equivalents at the given 100 img/s: inside the fitted region
     rec = decide.decide(Plan(facts, Budget(seconds=seconds, given_as="3 epochs"), CPU, rules.load(), tp,
                              predictor=learned.LearnedPredictor(loaded, card, row["similarity"])))
@@ -59,7 +60,7 @@ def test_decide_with_the_model_ranks_by_predicted_accuracy(fitted):
     assert rec.strategy == max(feasible, key=lambda e: e.accuracy.value).strategy
     assert rec.confidence.source == "model"  # the learned model ranked the strategies
     numbers_only = learned.LearnedPredictor(loaded, card).predict(facts, EpochEquivalents(3.0))
-    assert set(numbers_only) == set(STRATEGIES)
+    assert set(numbers_only) == set(STRATEGY_NAMES)
 
 
 def test_more_budget_or_more_images_never_predicts_lower(fitted):
@@ -75,7 +76,7 @@ def test_more_budget_or_more_images_never_predicts_lower(fitted):
 
 def test_feature_extraction_never_predicts_lower_for_data_closer_to_imagenet(fitted):
     model = fitted[2]["default"]
-    fe = STRATEGIES.index("feature_extraction")
+    fe = STRATEGY_NAMES.index("feature_extraction")
     for n, classes, channels, k in ((100, 10, 3, 1.0), (2000, 10, 1, 10.0), (50, 5, 3, 0.3)):
         rows = [learned.feature_row(n, classes, channels, s, EpochEquivalents(k)) for s in np.linspace(0.05, 0.95, 10)]
         assert np.all(np.diff(model.predict(np.array(rows))[:, fe]) >= -1e-9)
@@ -118,7 +119,7 @@ def test_queries_outside_the_fitted_region_are_flagged_and_the_rules_decide(fitt
     assert "budget in epoch-equivalents 1e+05 (fitted 0.3–" in outside["retrain"].detail
     width = lambda q: q.high - q.low  # noqa: E731
     assert width(outside["fine_tune"]) > width(predictor.predict(facts, EpochEquivalents(30.0))["fine_tune"])
-    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGIES}, detail="t", seconds=0)
+    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGY_NAMES}, detail="t", seconds=0)
     rec = decide.decide(Plan(facts, Budget(seconds=2_000_000 * 3600, given_as="2000000 hours"), CPU, rules.load(), tp, predictor=predictor))
     assert rec.confidence.source == "rule" and any(e.accuracy.domain == "outside" for e in rec.estimates)
     assert any(w.startswith("Learned model: outside") for w in rec.warnings)
