@@ -193,32 +193,24 @@ def run(
     model = st.build(strat, n_classes, backbone, weights).to(device).to(memory_format=hardware.memory_format(hw))
     optimizer = torch.optim.AdamW(st.param_groups(model, strat))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    on_device = hardware.fits_on_device(hw, train[0].numel())
-    x_train = train[0].to(device) if on_device else train[0].pin_memory()
+    x_train = train[0].to(device) if hardware.fits_on_device(hw, train[0].numel()) else train[0].pin_memory()
     y_train = train[1].to(device)
-    total_images = None if epochs is None else max(batch_size, round(epochs * n))  # robust to a batch size that halves
-    checkpoints = [(i + 1) / eval_points for i in range(eval_points)]
-    curve: list[tuple[float, float]] = []
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    step, seen, trained_s, perm, pos = 0, 0, 0.0, torch.randperm(n, generator=gen), 0
+    clock = _Clock(started, seconds, None if epochs is None else max(batch_size, round(epochs * n)), wall_seconds)
+    curves = _Curves(val, hw, backbone, eval_points,
+                     curve_steps(math.ceil(clock.total_images / batch_size), curve_points) if clock.total_images else set())
+    batches = _Batches(n, seed)
+    step, seen, trained_s, lr_now, diverged = 0, 0, 0.0, 1.0, False
     step_s: list[float] = []
-    done, eval_s, diverged = 0.0, 0.0, False
-    dense: list[tuple[int, int, float, float, float]] = []
-    dense_at = curve_steps(math.ceil(total_images / batch_size), curve_points) if total_images else set()
-    val_part = (val[0][:CURVE_IMAGES], val[1][:CURVE_IMAGES])
-    while done < 1.0:
-        lr_now = lr_factor(done)
+    while clock.done < 1.0:
+        lr_now = lr_factor(clock.done)
         for g, base in zip(optimizer.param_groups, base_lrs):
             g["lr"] = base * lr_now
-        if pos + batch_size > n:
-            perm, pos = torch.randperm(n, generator=gen), 0
-        idx = perm[pos : pos + batch_size]
-        pos += batch_size
+        idx = batches.next(batch_size)
         st.set_train_mode(model, strat, backbone)
         t = time.perf_counter()
         try:
             loss = train_step(model, optimizer, x_train[idx].to(device, non_blocking=True), y_train[idx.to(device)],
-                       strat, hw, backbone, flip, pad_fraction)
+                              strat, hw, backbone, flip, pad_fraction)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise
@@ -233,31 +225,79 @@ def run(
         if not math.isfinite(loss):  # diverged: nothing later can recover it
             diverged = True
             break
-        done = min(1.0, trained_s / seconds if seconds is not None else seen / total_images)
-        if wall_seconds is not None:  # leave room for the final evaluation, as long as the last one took
-            done = max(done, min(1.0, (time.perf_counter() - started + eval_s) / wall_seconds))
+        clock.advance(trained_s, seen, curves.eval_seconds)
         if progress:
-            progress(done)
-        if step in dense_at and done < 1.0:
-            dense.append((step, seen, round(lr_now, 4), round(trained_s, 3),
-                          _accuracy(model, val_part[0], val_part[1], hw, backbone)))
-        if checkpoints and done >= checkpoints[0] - 1e-9:
-            while checkpoints and done >= checkpoints[0] - 1e-9:
-                checkpoints.pop(0)
-            t = time.perf_counter()
-            curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
-            eval_s = time.perf_counter() - t
-    steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
+            progress(clock.done)
+        curves.after_step(model, step, seen, lr_now, trained_s, clock.done)
     if diverged:
         if progress:
             progress(1.0)
-        curve.append((round(trained_s, 3), _accuracy(model, val[0], val[1], hw, backbone)))
+        curves.evaluate(model, trained_s)
     if curve_points > 0:
-        dense.append((step, seen, round(lr_now, 4), round(trained_s, 3), curve[-1][1]))
-    return RunResult(strategy=strat.name, val_accuracy=curve[-1][1], steps=step, epochs=seen / n, seconds=trained_s,
-                     images_per_second=seen / max(trained_s, 1e-9), curve=curve, batch_size=batch_size,
+        curves.dense.append((step, seen, round(lr_now, 4), round(trained_s, 3), curves.curve[-1][1]))
+    steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
+    return RunResult(strategy=strat.name, val_accuracy=curves.curve[-1][1], steps=step, epochs=seen / n, seconds=trained_s,
+                     images_per_second=seen / max(trained_s, 1e-9), curve=curves.curve, batch_size=batch_size,
                      peak_memory_mb=hardware.peak_memory_mb(hw), variant=strat.variant, step_images_per_second=steady,
-                     dense=dense, diverged=diverged)
+                     dense=curves.dense, diverged=diverged)
+
+
+class _Clock:
+    """How much of a run's budget is spent (0–1): training seconds against ``seconds``, or images seen against
+    ``total_images``; with ``wall_seconds``, also the wall time since ``started`` plus one more evaluation (as
+    long as the last one took) against it."""
+
+    def __init__(self, started: float, seconds: float | None, total_images: int | None, wall_seconds: float | None):
+        self.started, self.seconds, self.total_images, self.wall_seconds = started, seconds, total_images, wall_seconds
+        self.done = 0.0
+
+    def advance(self, trained_s: float, seen: int, eval_s: float) -> None:
+        done = min(1.0, trained_s / self.seconds if self.seconds is not None else seen / self.total_images)
+        if self.wall_seconds is not None:  # leave room for the final evaluation
+            done = max(done, min(1.0, (time.perf_counter() - self.started + eval_s) / self.wall_seconds))
+        self.done = done
+
+
+class _Curves:
+    """A run's validation curve: all of ``val`` at ``eval_points`` even shares of the budget (the last at its
+    end), and a dense curve on :data:`CURVE_IMAGES` of them at the steps ``dense_at``."""
+
+    def __init__(self, val: tuple[torch.Tensor, torch.Tensor], hw: Hardware, backbone: str, eval_points: int, dense_at: set[int]):
+        self.val, self.hw, self.backbone, self.dense_at = val, hw, backbone, dense_at
+        self.checkpoints = [(i + 1) / eval_points for i in range(eval_points)]
+        self.curve: list[tuple[float, float]] = []
+        self.dense: list[tuple[int, int, float, float, float]] = []
+        self.eval_seconds = 0.0
+
+    def evaluate(self, model: nn.Module, trained_s: float) -> None:
+        t = time.perf_counter()
+        self.curve.append((round(trained_s, 3), _accuracy(model, self.val[0], self.val[1], self.hw, self.backbone)))
+        self.eval_seconds = time.perf_counter() - t
+
+    def after_step(self, model: nn.Module, step: int, seen: int, lr: float, trained_s: float, done: float) -> None:
+        if step in self.dense_at and done < 1.0:
+            part = self.val[0][:CURVE_IMAGES], self.val[1][:CURVE_IMAGES]
+            self.dense.append((step, seen, round(lr, 4), round(trained_s, 3), _accuracy(model, *part, self.hw, self.backbone)))
+        if self.checkpoints and done >= self.checkpoints[0] - 1e-9:
+            while self.checkpoints and done >= self.checkpoints[0] - 1e-9:
+                self.checkpoints.pop(0)
+            self.evaluate(model, trained_s)
+
+
+class _Batches:
+    """Indices of shuffled batches: each epoch a new permutation of ``n`` (seeded), cut in order; a batch that
+    would run past the end starts the next epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.gen = n, torch.Generator(device="cpu").manual_seed(seed)
+        self.perm, self.pos = torch.randperm(n, generator=self.gen), 0
+
+    def next(self, batch_size: int) -> torch.Tensor:
+        if self.pos + batch_size > self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.perm[self.pos : self.pos + batch_size]
+        self.pos += batch_size
+        return idx
 
 
 def measure_speed_ratio(strategy: str | registry.Strategy, resolution: int, batch_size: int, hw: Hardware,
