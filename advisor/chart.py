@@ -37,28 +37,7 @@ def figure(rec: Recommendation, curve: list[Recommendation], thumbnails=None, pr
     grid = fig.add_gridspec(2 if has_data else 1, 2, height_ratios=[3, 1.3] if has_data else [1], width_ratios=[1, 1.6])
     ax = fig.add_subplot(grid[0, :])
     x = [_hours(r.budget.seconds) for r in curve]
-    inside = [all(e.accuracy is None or e.accuracy.domain in (None, "inside") for e in r.estimates) for r in curve]
-    for i in range(len(x) - 1):  # the fitted region: where every model number is inside it
-        if inside[i] and inside[i + 1]:
-            ax.axvspan(x[i], x[i + 1], color="#e8f4e8", lw=0, zorder=0)
-    for s in STRATEGY_NAMES:
-        est = [r.estimate(s) for r in curve]
-        if all(e.accuracy is None for e in est):
-            continue
-        chosen = s == rec.strategy
-        width = 3.2 if chosen else 1.6
-        for i in range(len(x) - 1):
-            a, b = est[i], est[i + 1]
-            if a.accuracy is None or b.accuracy is None:
-                continue
-            off = "outside" in (a.accuracy.domain, b.accuracy.domain)
-            feasible = a.feasible and b.feasible
-            ax.plot(x[i:i + 2], [a.accuracy.value, b.accuracy.value], color=COLOURS[s] if feasible else "#9a9a9a",
-                    lw=width, ls="--" if off else "-", alpha=1 if feasible else 0.6, zorder=3 if chosen else 2)
-            if a.accuracy.low is not None and b.accuracy.low is not None:
-                ax.fill_between(x[i:i + 2], [a.accuracy.low, b.accuracy.low], [a.accuracy.high, b.accuracy.high],
-                                color=COLOURS[s] if feasible else "#bdbdbd", alpha=0.13 if feasible else 0.1, lw=0)
-        ax.plot([], [], color=COLOURS[s], lw=width, label=TITLES[s] + (" (advised)" if chosen else ""))
+    _strategy_lines(ax, rec, curve, x)
     for i, r in enumerate(curve):  # grey where nothing the rules allow fits
         if not any(e.feasible for e in r.estimates) and i + 1 < len(x):
             ax.axvspan(x[i], x[i + 1], color="#d0d0d0", alpha=0.5, lw=0)
@@ -83,18 +62,49 @@ def figure(rec: Recommendation, curve: list[Recommendation], thumbnails=None, pr
                  f"{rec.facts.n_images} images, {rec.facts.n_classes} classes, similarity {rec.facts.similarity:.2f}\n"
                  f"speeds {src}", fontsize=10)
     if has_data:
-        bars = fig.add_subplot(grid[1, 0])
-        counts = sorted(rec.profile.classes, key=lambda c: -c.train)[:30]
-        bars.bar(range(len(counts)), [c.train for c in counts], color="#4c72b0")
-        bars.set_xticks(range(len(counts)), [c.name[:10] for c in counts], rotation=60, fontsize=7)
-        bars.set_ylabel("images per class", fontsize=8)
-        strip = fig.add_subplot(grid[1, 1])
-        strip.axis("off")
-        if thumbnails is not None and len(thumbnails):
-            strip.imshow(thumbnails)
-            strip.set_title("sample images", fontsize=8)
+        _data_panels(fig, grid, rec, thumbnails)
     fig.tight_layout()
     return fig
+
+def _strategy_lines(ax, rec: Recommendation, curve: list[Recommendation], x: list[float]) -> None:
+    """Each strategy's predicted accuracy along the budgets ``x`` with its band: grey where infeasible, dashed
+    outside the model's fitted region (shaded where every number is inside it), the chosen strategy bold."""
+    inside = [all(e.accuracy is None or e.accuracy.domain in (None, "inside") for e in r.estimates) for r in curve]
+    for i in range(len(x) - 1):  # the fitted region: where every model number is inside it
+        if inside[i] and inside[i + 1]:
+            ax.axvspan(x[i], x[i + 1], color="#e8f4e8", lw=0, zorder=0)
+    for s in STRATEGY_NAMES:
+        est = [r.estimate(s) for r in curve]
+        if all(e.accuracy is None for e in est):
+            continue
+        chosen = s == rec.strategy
+        width = 3.2 if chosen else 1.6
+        for i in range(len(x) - 1):
+            a, b = est[i], est[i + 1]
+            if a.accuracy is None or b.accuracy is None:
+                continue
+            off = "outside" in (a.accuracy.domain, b.accuracy.domain)
+            feasible = a.feasible and b.feasible
+            ax.plot(x[i:i + 2], [a.accuracy.value, b.accuracy.value], color=COLOURS[s] if feasible else "#9a9a9a",
+                    lw=width, ls="--" if off else "-", alpha=1 if feasible else 0.6, zorder=3 if chosen else 2)
+            if a.accuracy.low is not None and b.accuracy.low is not None:
+                ax.fill_between(x[i:i + 2], [a.accuracy.low, b.accuracy.low], [a.accuracy.high, b.accuracy.high],
+                                color=COLOURS[s] if feasible else "#bdbdbd", alpha=0.13 if feasible else 0.1, lw=0)
+        ax.plot([], [], color=COLOURS[s], lw=width, label=TITLES[s] + (" (advised)" if chosen else ""))
+
+
+def _data_panels(fig, grid, rec: Recommendation, thumbnails) -> None:
+    """Below the curves: images per class (the 30 largest classes) and a strip of sample thumbnails."""
+    bars = fig.add_subplot(grid[1, 0])
+    counts = sorted(rec.profile.classes, key=lambda c: -c.train)[:30]
+    bars.bar(range(len(counts)), [c.train for c in counts], color="#4c72b0")
+    bars.set_xticks(range(len(counts)), [c.name[:10] for c in counts], rotation=60, fontsize=7)
+    bars.set_ylabel("images per class", fontsize=8)
+    strip = fig.add_subplot(grid[1, 1])
+    strip.axis("off")
+    if thumbnails is not None and len(thumbnails):
+        strip.imshow(thumbnails)
+        strip.set_title("sample images", fontsize=8)
 
 
 def thumbnails(data, per_class: int = 1, classes: int = 10, size: int = 64):

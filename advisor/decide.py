@@ -171,14 +171,10 @@ def _settings(
     )
 
 
-def decide(plan: Plan) -> Recommendation:
-    """Fire the rules, estimate every strategy's time within the budget, and choose one."""
-    facts, budget, hw, book, throughput = plan.facts, plan.budget, plan.hardware, plan.rules, plan.throughput
-    ips, epochs, predictor = plan.images_per_second, plan.epochs, plan.predictor
-    outcome = rules_mod.evaluate(book, rule_facts(facts, budget, epochs, plan.fe))
-    predicted = predictor.predict(facts, plan.k, plan.speed_ratios) if predictor else {}
-    accuracy = {**({"feature_extraction": plan.fe} if plan.fe is not None else {}), **predicted}
-
+def _estimates(plan: Plan, outcome: rules_mod.Outcome, accuracy: dict[StrategyName, Quantity]) -> list[StrategyEstimate]:
+    """Every strategy's estimate: feasible or not, its rule score, accuracy, epochs and time in the budget, settings."""
+    facts, hw, book, throughput, epochs = plan.facts, plan.hardware, plan.rules, plan.throughput, plan.epochs
+    ips = plan.images_per_second
     estimates = []
     for s in STRATEGY_NAMES:
         capped = getattr(book.max_epochs, s)
@@ -208,6 +204,34 @@ def decide(plan: Plan) -> Recommendation:
             settings=_settings(s, facts, hw, book, outcome.settings, epochs_q, plan.backbone),
             **timing,
         ))
+    return estimates
+
+
+def _rule_confidence(feasible: list[StrategyEstimate], best: StrategyEstimate, book: rules_mod.RuleBook) -> Quantity:
+    """The rules' confidence in ``best``: the softmax of the feasible strategies' scores."""
+    temperature = book.decision.temperature
+    weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
+    return Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
+                    detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
+
+
+def _plan_warnings(plan: Plan) -> list[str]:
+    """What the plan's inputs warn of: throughput problems, the budget's and the device's notes, why FE was not measured."""
+    out = []
+    if plan.throughput and plan.throughput.problems:
+        out.append(f"Throughput ({plan.throughput.origin}): " + "; ".join(plan.throughput.problems) + ".")
+    out += [note for note in (plan.budget.note, plan.hardware.note) if note]
+    if plan.fe is None and plan.fe_note:
+        out.append(plan.fe_note)
+    return out
+
+
+def decide(plan: Plan) -> Recommendation:
+    """Fire the rules, estimate every strategy's time within the budget, and choose one."""
+    facts, book, predictor = plan.facts, plan.rules, plan.predictor
+    outcome = rules_mod.evaluate(book, rule_facts(facts, plan.budget, plan.epochs, plan.fe))
+    predicted = predictor.predict(facts, plan.k, plan.speed_ratios) if predictor else {}
+    estimates = _estimates(plan, outcome, {**({"feature_extraction": plan.fe} if plan.fe is not None else {}), **predicted})
 
     feasible = [e for e in estimates if e.feasible]
     warnings = []
@@ -229,22 +253,9 @@ def decide(plan: Plan) -> Recommendation:
         ranked = sorted(feasible, key=lambda e: e.score.value, reverse=True)  # stable: ties go to the cheaper
         decided_by = f"rules ({book.source})" + (": the learned model is outside its fitted region" if off_domain else "")
     best = ranked[0]
-    if predicted and len(ranked) > 1 and best.accuracy.low is not None:
-        confidence = _pair_confidence(predictor, best, ranked[1])
-    else:
-        temperature = book.decision.temperature
-        weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
-        confidence = Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
-                              detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
+    confidence = (_pair_confidence(predictor, best, ranked[1]) if predicted and len(ranked) > 1 and best.accuracy.low is not None
+                  else _rule_confidence(feasible, best, book))
     best, runner_up, tie = _break_tie(ranked, confidence)
-    if throughput and throughput.problems:
-        warnings.append(f"Throughput ({throughput.origin}): " + "; ".join(throughput.problems) + ".")
-    if budget.note:
-        warnings.append(budget.note)
-    if hw.note:
-        warnings.append(hw.note)
-    if plan.fe is None and plan.fe_note:
-        warnings.append(plan.fe_note)
     reasons = (_model_reasons([best] + [e for e in ranked if e is not best]) + outcome.support(best.strategy) if predicted
                else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."])
     return Recommendation(
@@ -256,11 +267,11 @@ def decide(plan: Plan) -> Recommendation:
         fired_rules=outcome.fired,
         estimates=estimates,
         facts=facts,
-        budget=budget,
-        hardware=hw,
-        throughput=throughput,
+        budget=plan.budget,
+        hardware=plan.hardware,
+        throughput=plan.throughput,
         decided_by=decided_by,
-        warnings=warnings,
+        warnings=warnings + _plan_warnings(plan),
         profile=plan.profile,
         similarity=plan.similarity,
         budget_k=plan.k.value if plan.k else None,

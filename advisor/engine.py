@@ -134,6 +134,29 @@ def train_step(
     return float(loss.detach())
 
 
+def to_device(train: tuple[torch.Tensor, torch.Tensor], hw: Hardware) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training images on the device when they fit there (else pinned host memory, copied a batch at a time), labels on it."""
+    x = train[0].to(hw.device) if hardware.fits_on_device(hw, train[0].numel()) else train[0].pin_memory()
+    return x, train[1].to(hw.device)
+
+
+def guarded_step(model, optimizer, x_train: torch.Tensor, y_train: torch.Tensor, idx: torch.Tensor, strategy: registry.Strategy,
+                 hw: Hardware, backbone: str, flip: bool, pad_fraction: float) -> float | None:
+    """:func:`train_step` on the batch ``idx`` (synchronised on CUDA, so its time is real); None when it ran out of
+    memory — the caller halves its batch — unless the batch is a single image (then it raises)."""
+    try:
+        loss = train_step(model, optimizer, x_train[idx].to(hw.device, non_blocking=True), y_train[idx.to(hw.device)],
+                          strategy, hw, backbone, flip, pad_fraction)
+    except torch.OutOfMemoryError:
+        if len(idx) == 1:
+            raise
+        torch.cuda.empty_cache()
+        return None
+    if hw.device == "cuda":
+        torch.cuda.synchronize()
+    return loss
+
+
 def run(
     strategy: str | registry.Strategy,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -189,12 +212,10 @@ def run(
         ratio = speed_ratio or measure_speed_ratio(strat, train[0].shape[-1], batch_size, hw, backbone)
         epochs = equivalents.epochs(ratio)
 
-    device = torch.device(hw.device)
-    model = st.build(strat, n_classes, backbone, weights).to(device).to(memory_format=hardware.memory_format(hw))
+    model = st.build(strat, n_classes, backbone, weights).to(hw.device).to(memory_format=hardware.memory_format(hw))
     optimizer = torch.optim.AdamW(st.param_groups(model, strat))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    x_train = train[0].to(device) if hardware.fits_on_device(hw, train[0].numel()) else train[0].pin_memory()
-    y_train = train[1].to(device)
+    x_train, y_train = to_device(train, hw)
     clock = _Clock(started, seconds, None if epochs is None else max(batch_size, round(epochs * n)), wall_seconds)
     curves = _Curves(val, hw, backbone, eval_points,
                      curve_steps(math.ceil(clock.total_images / batch_size), curve_points) if clock.total_images else set())
@@ -208,17 +229,10 @@ def run(
         idx = batches.next(batch_size)
         st.set_train_mode(model, strat, backbone)
         t = time.perf_counter()
-        try:
-            loss = train_step(model, optimizer, x_train[idx].to(device, non_blocking=True), y_train[idx.to(device)],
-                              strat, hw, backbone, flip, pad_fraction)
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
-                raise
+        loss = guarded_step(model, optimizer, x_train, y_train, idx, strat, hw, backbone, flip, pad_fraction)
+        if loss is None:  # out of memory: try again with half the batch
             batch_size //= 2
-            torch.cuda.empty_cache()
             continue
-        if hw.device == "cuda":
-            torch.cuda.synchronize()
         step_s.append(time.perf_counter() - t)
         trained_s += step_s[-1]
         step, seen = step + 1, seen + len(idx)

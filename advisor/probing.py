@@ -184,7 +184,7 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
     state = state or MachineState()
     rec = decide(plan)
     total = options.seconds if options.seconds is not None else probe_seconds(rec, options.fraction)
-    hw, n_classes = plan.hardware, len(plan.scanned.classes)
+    hw = plan.hardware
 
     def res_of(name: str) -> int:  # each strategy at its own planned resolution (scratch: the images' own side)
         side = rec.estimate(name).settings.resolution
@@ -199,22 +199,8 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
     n_train, n_val = len(decoded[res][0][0]), len(decoded[res][1][0])
     runs, spent, load = _train_all(plan, rec, options, decoded, res_of, total)
 
-    # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
-    # all-layer epoch, timed by the probe's own retrain steps (measured here, now; else timed for it).
-    batch = rec.estimate(rec.strategy).settings.batch_size
-    retrain_ips = next((r.images_per_second for r in runs if r.strategy == "retrain"), None) or (
-        n_train / engine.measure_epoch_seconds(n_train, res, batch, hw, plan.backbone))
-    epoch_s = n_train / retrain_ips
+    runs, ranking, agrees, verdict = _judge_all(plan, rec, runs, n_train, n_val, res)
     k_budget = plan.k.value if plan.k else None
-    pred = plan.predictor  # the gains build on the measured FE before and after calibration
-    runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
-    if pred is not None and pred.forecaster is not None and k_budget:
-        full = pred.normalised(plan.facts, EpochEquivalents(k_budget), plan.speed_ratios)
-        runs = [_forecast(pred, plan, r, n_train, n_val, k_budget, full) for r in runs]
-        ranking, agrees, verdict = _forecast_verdict(rec, runs)
-    else:  # no learned model: the runs' own accuracies, judged where long enough
-        runs = [_judge(r, n_classes, n_val, k_budget) for r in runs]
-        ranking, agrees, verdict = _verdict(rec, runs, n_val)
     steps, budget = options.steps, plan.budget
     result = ProbeResult(recommendation=rec, runs=runs, ranking=ranking, agrees=agrees, verdict=verdict,
                          train_images=n_train, val_images=n_val, resolution=res,
@@ -224,6 +210,27 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
                                               + (f"{total:.0f} s" if steps is None else f"{steps} steps per strategy")))
     result = _calibrate(plan, result, n_train, k_budget, state, options.save)
     return _record(plan, result, load, state, options.save)
+
+
+def _judge_all(plan: Plan, rec: Recommendation, runs: list[ProbeRun], n_train: int, n_val: int,
+               res: int) -> tuple[list[ProbeRun], list, bool | None, str]:
+    """The runs with how far each got (``reach``) and their forecasts or judgements; the ranking, whether it agrees
+    with the recommendation, and the verdict."""
+    # How far each trained strategy got, in epoch-equivalents of the probe's images: its training seconds ÷ one
+    # all-layer epoch, timed by the probe's own retrain steps (measured here, now; else timed for it).
+    batch = rec.estimate(rec.strategy).settings.batch_size
+    retrain_ips = next((r.images_per_second for r in runs if r.strategy == "retrain"), None) or (
+        n_train / engine.measure_epoch_seconds(n_train, res, batch, plan.hardware, plan.backbone))
+    epoch_s = n_train / retrain_ips
+    k_budget = plan.k.value if plan.k else None
+    pred = plan.predictor  # the gains build on the measured FE before and after calibration
+    runs = [r.model_copy(update={"reach": None if r.strategy == "feature_extraction" else round(r.seconds / epoch_s, 3)}) for r in runs]
+    if pred is not None and pred.forecaster is not None and k_budget:
+        full = pred.normalised(plan.facts, EpochEquivalents(k_budget), plan.speed_ratios)
+        runs = [_forecast(pred, plan, r, n_train, n_val, k_budget, full) for r in runs]
+        return runs, *_forecast_verdict(rec, runs)
+    runs = [_judge(r, len(plan.scanned.classes), n_val, k_budget) for r in runs]  # no learned model: the runs' own accuracies
+    return runs, *_verdict(rec, runs, n_val)
 
 
 def _subset(scanned: ScannedData, options: ProbeOptions) -> tuple[list, list]:

@@ -204,9 +204,8 @@ def _train_loop(model, strat, plan: dict, data: tuple, hw, clock: _Clock, where:
     stop is asked for; checkpoint every few minutes. Returns the position and whether the loss diverged."""
     (x_train, y_train), (x_val, y_val) = data
     s, backbone, budget = plan["settings"], plan["backbone"], plan["budget_seconds"]
-    device, n = torch.device(hw.device), len(x_train)
-    x_train = x_train.to(device) if hardware.fits_on_device(hw, x_train.numel()) else x_train
-    y_train = y_train.to(device)
+    n = len(x_train)
+    x_train, y_train = engine.to_device((x_train, y_train), hw)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     every = min(CHECKPOINT_SECONDS, CHECKPOINT_SHARE * budget)
     eval_s = _eval_seconds(model, x_val, hw, backbone)
@@ -226,15 +225,10 @@ def _train_loop(model, strat, plan: dict, data: tuple, hw, clock: _Clock, where:
         idx = perm[where.pos : where.pos + where.batch_size]
         where.pos += len(idx)
         st.set_train_mode(model, strat, backbone)
-        try:
-            loss = engine.train_step(model, optimizer, x_train[idx].to(device), y_train[idx.to(device)], strat, hw,
-                                     backbone, s["hflip"], s["crop_padding"] or 1 / 8)
-        except torch.OutOfMemoryError:
-            if where.batch_size == 1:
-                raise
+        loss = engine.guarded_step(model, optimizer, x_train, y_train, idx, strat, hw, backbone, s["hflip"], s["crop_padding"] or 1 / 8)
+        if loss is None:
             where.batch_size //= 2
             bar.write(f"out of memory: batch size halved to {where.batch_size}")
-            torch.cuda.empty_cache()
             continue
         where.step, where.seen = where.step + 1, where.seen + len(idx)
         if not math.isfinite(loss):
@@ -246,19 +240,27 @@ def _train_loop(model, strat, plan: dict, data: tuple, hw, clock: _Clock, where:
             _save_json(run_dir / HEARTBEAT_FILE, {"spent": now, "step": where.step})
             last_beat = now
         if now - last_ckpt >= every:
-            t = time.perf_counter()
-            acc = engine._accuracy(model, x_val[:EVAL_IMAGES], y_val[:EVAL_IMAGES], hw, backbone)
-            eval_s = max(eval_s, (time.perf_counter() - t) * len(x_val) / min(len(x_val), EVAL_IMAGES))
-            where.curve.append((round(clock(), 2), round(acc, 4)))
-            bar.set_postfix_str(f"val {acc:.1%} (on {min(len(x_val), EVAL_IMAGES)}), batch {where.batch_size}")
-            where.spent = clock()
-            save_s = max(save_s, _write_checkpoint(run_dir, model, optimizer, where, gen, perm))
-            last_ckpt = clock()
+            eval_t, save_t = _checkpoint(model, optimizer, (x_val, y_val), hw, backbone, clock, where, run_dir, gen, perm, bar)
+            eval_s, save_s, last_ckpt = max(eval_s, eval_t), max(save_s, save_t), clock()
     where.spent = clock()
     if stop.requested:
         _write_checkpoint(run_dir, model, optimizer, where, gen, perm)
         _save_json(run_dir / HEARTBEAT_FILE, {"spent": where.spent, "step": where.step})
     return where, diverged
+
+
+def _checkpoint(model, optimizer, val: tuple, hw, backbone: str, clock: _Clock, where: _Position, run_dir: Path,
+                gen: torch.Generator, perm: torch.Tensor, bar) -> tuple[float, float]:
+    """Mid-run: validation accuracy on up to :data:`EVAL_IMAGES` images into the curve and the progress bar, then a
+    checkpoint. Returns (a full evaluation's seconds, estimated from this one; the checkpoint's seconds)."""
+    x_val, y_val = val
+    t = time.perf_counter()
+    acc = engine._accuracy(model, x_val[:EVAL_IMAGES], y_val[:EVAL_IMAGES], hw, backbone)
+    eval_s = (time.perf_counter() - t) * len(x_val) / min(len(x_val), EVAL_IMAGES)
+    where.curve.append((round(clock(), 2), round(acc, 4)))
+    bar.set_postfix_str(f"val {acc:.1%} (on {min(len(x_val), EVAL_IMAGES)}), batch {where.batch_size}")
+    where.spent = clock()
+    return eval_s, _write_checkpoint(run_dir, model, optimizer, where, gen, perm)
 
 
 def _payload(model, plan: dict) -> dict:
