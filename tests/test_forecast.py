@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-import advisor
-from advisor import cells, datasets, engine, forecast, learned, probing, registry
+from advisor import api, cells, datasets, engine, forecast, learned, probing, registry
+from advisor.decide import decide
 from advisor.hardware import detect
 from advisor.schemas import ProbeRun
 from advisor.units import EpochEquivalents
@@ -50,7 +50,8 @@ def test_a_diverging_run_stops_and_its_strategy_is_not_viable(digits_dir):
 
 
 def test_a_recommendation_whose_strategy_is_not_viable_is_disagreed_with():
-    rec = advisor.recommend(n_images=2000, n_classes=10, similarity=0.5, gpu_hours=1, device_name="a100")
+    plan = api.plan(n_images=2000, n_classes=10, similarity=0.5, gpu_hours=1, device_name="a100")
+    rec = decide(plan)
     pred = learned.LearnedPredictor(*learned.load())
     k = rec.estimate("retrain").epochs_in_budget.value
     base = dict(steps=50, epochs=2.0, seconds=5.0, images_per_second=100.0, curve=[(5.0, 0.5)], reach=2.0)
@@ -59,7 +60,7 @@ def test_a_recommendation_whose_strategy_is_not_viable_is_disagreed_with():
         dead = s == rec.strategy
         runs.append(ProbeRun(strategy=s, val_accuracy=0.1 if dead else 0.7, viable=not dead, **base))
     full = pred.normalised(rec.facts, EpochEquivalents(k))
-    runs = [probing._forecast(pred, rec, r, 400, 200, k, full) for r in runs]
+    runs = [probing._forecast(pred, plan, r, 400, 200, k, full) for r in runs]
     for r in runs[1:]:
         if r.viable:  # a forecast at the full budget, from the share of it the run stands for
             assert r.forecast.source == "forecast" and r.forecast.low <= r.forecast.value <= r.forecast.high
