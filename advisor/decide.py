@@ -230,7 +230,8 @@ def decide(plan: Plan) -> Recommendation:
     """Fire the rules, estimate every strategy's time within the budget, and choose one."""
     facts, book, predictor = plan.facts, plan.rules, plan.predictor
     outcome = rules_mod.evaluate(book, rule_facts(facts, plan.budget, plan.epochs, plan.fe))
-    predicted = predictor.predict(facts, plan.k, plan.speed_ratios) if predictor else {}
+    k = plan.k
+    predicted = predictor.predict(facts, k, plan.speed_ratios) if predictor else {}
     estimates = _estimates(plan, outcome, {**({"feature_extraction": plan.fe} if plan.fe is not None else {}), **predicted})
 
     feasible = [e for e in estimates if e.feasible]
@@ -274,5 +275,5 @@ def decide(plan: Plan) -> Recommendation:
         warnings=warnings + _plan_warnings(plan),
         profile=plan.profile,
         similarity=plan.similarity,
-        budget_k=plan.k.value if plan.k else None,
+        budget_k=k.value if k else None,
     )

@@ -216,14 +216,14 @@ def run(
     optimizer = torch.optim.AdamW(st.param_groups(model, strat))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     x_train, y_train = to_device(train, hw)
-    clock = _Clock(started, seconds, None if epochs is None else max(batch_size, round(epochs * n)), wall_seconds)
+    spent = _Spent(started, seconds, None if epochs is None else max(batch_size, round(epochs * n)), wall_seconds)
     curves = _Curves(val, hw, backbone, eval_points,
-                     curve_steps(math.ceil(clock.total_images / batch_size), curve_points) if clock.total_images else set())
+                     curve_steps(math.ceil(spent.total_images / batch_size), curve_points) if spent.total_images else set())
     batches = _Batches(n, seed)
     step, seen, trained_s, lr_now, diverged = 0, 0, 0.0, 1.0, False
     step_s: list[float] = []
-    while clock.done < 1.0:
-        lr_now = lr_factor(clock.done)
+    while spent.done < 1.0:
+        lr_now = lr_factor(spent.done)
         for g, base in zip(optimizer.param_groups, base_lrs):
             g["lr"] = base * lr_now
         idx = batches.next(batch_size)
@@ -239,10 +239,10 @@ def run(
         if not math.isfinite(loss):  # diverged: nothing later can recover it
             diverged = True
             break
-        clock.advance(trained_s, seen, curves.eval_seconds)
+        spent.advance(trained_s, seen, curves.eval_seconds)
         if progress:
-            progress(clock.done)
-        curves.after_step(model, step, seen, lr_now, trained_s, clock.done)
+            progress(spent.done)
+        curves.after_step(model, step, seen, lr_now, trained_s, spent.done)
     if diverged:
         if progress:
             progress(1.0)
@@ -256,7 +256,7 @@ def run(
                      dense=curves.dense, diverged=diverged)
 
 
-class _Clock:
+class _Spent:
     """How much of a run's budget is spent (0–1): training seconds against ``seconds``, or images seen against
     ``total_images``; with ``wall_seconds``, also the wall time since ``started`` plus one more evaluation (as
     long as the last one took) against it."""
