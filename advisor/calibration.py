@@ -123,9 +123,10 @@ def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbon
                                           **_versions(), "time": _now()})
 
 
-def cached_fe(state: MachineState, key: str) -> Quantity | None:
-    """Feature extraction's accuracy measured earlier on the same files, backbone, weights and resolution
-    (``key``: :func:`advisor.fe_accuracy.fingerprint`), by this advisor version."""
+def cached_accuracy(state: MachineState, key: str) -> Quantity | None:
+    """A baseline accuracy measured earlier on the same files and settings, by this advisor version: feature
+    extraction's (``key``: :func:`advisor.fe_accuracy.fingerprint`) or the pixel baseline's
+    (:func:`advisor.fe_accuracy.pixel_fingerprint`)."""
     for r in reversed(_mine(state, "feature_accuracy")):
         if r["key"] == key and r.get("advisor_version") == _versions()["advisor_version"]:
             q = Quantity.model_validate(r["accuracy"])
@@ -133,8 +134,8 @@ def cached_fe(state: MachineState, key: str) -> Quantity | None:
     return None
 
 
-def record_fe(state: MachineState, key: str, data: str, accuracy: Quantity) -> None:
-    """Store feature extraction's measured accuracy on a data set for later advice on the same files."""
+def record_accuracy(state: MachineState, key: str, data: str, accuracy: Quantity) -> None:
+    """Store a baseline accuracy measured on a data set (:func:`cached_accuracy`) for later advice on the same files."""
     _add(state, "feature_accuracy", {"kind": "feature_accuracy", "machine": state.machine, "key": key, "data": data,
                                      "accuracy": accuracy.model_dump(), **_versions(), "time": _now()})
 

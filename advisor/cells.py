@@ -69,6 +69,7 @@ class ContributedCell(BaseModel):
     k: float | None  # epoch-equivalents the run reached (None: no budget in epochs)
     runs: dict[StrategyName, RunRecord]  # the one strategy trained
     fe_measured: Quantity | None = None  # feature extraction's cross-validated accuracy on the same data, if measured
+    pixel_measured: Quantity | None = None  # the pixel baseline's (advisor.fe_accuracy.measure_pixels), if measured
     speed_ratios: dict[str, float] | None = None  # each trained strategy's images/s ÷ all-layer training's, as planned
     train_images: int
     val_images: int
@@ -92,7 +93,7 @@ def contributed(probe_records: list[dict]) -> list[ContributedCell]:
             schema="advisor-contributed-cell/1", key=f"{dataset}|{name}|k={cell['k']}|{p['time']}", dataset=dataset,
             n_images=facts["n_images"], n_classes=facts["n_classes"], resolution=facts["resolution"],
             channels=facts["channels"], similarity=facts["similarity"], k=cell["k"], runs={name: cell["run"]},
-            fe_measured=cell.get("fe_measured"), speed_ratios=cell.get("speed_ratios"), train_images=cell["train_images"], val_images=cell["val_images"],
+            fe_measured=cell.get("fe_measured"), pixel_measured=cell.get("pixel_measured"), speed_ratios=cell.get("speed_ratios"), train_images=cell["train_images"], val_images=cell["val_images"],
             device=cell["device"], device_name=p.get("device_name") or "", advisor_version=cell.get("advisor_version"),
             time=p["time"]))
     return out
@@ -157,6 +158,13 @@ def inputs(row: dict) -> tuple[DataFacts, Budget, Throughput]:
     ips["feature_extraction"] = fe.get("images_per_second") or row["n_images"] / max(fe["seconds"], 1e-6)
     return facts, budget, Throughput(resolution=row["resolution"], batch_size=32, images_per_second=ips,
                                      detail="from the cell's runs", seconds=0)
+
+
+def pixel_baseline(row: dict) -> Quantity | None:
+    """The cell's pixel baseline (measured as advisor measures it, ``benchmarks/collect.py``) as advisor's
+    input, or None where the cell has none."""
+    p = row.get("pixel_accuracy")
+    return None if p is None else Quantity(value=p, source="measured", detail="the cell's pixel baseline")
 
 
 def advised_depth(row: dict, book: rules.RuleBook, fe: Quantity | None = None) -> int | None:

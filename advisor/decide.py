@@ -57,14 +57,21 @@ OUTSIDE_CONFIDENCE = 0.7
 
 
 def _clear_gain(feasible: list[StrategyEstimate], predicted: dict[StrategyName, Quantity], predictor: Predictor) -> str | None:
-    """Outside the model's region: why its best feasible strategy stands (a gain over a measured FE, probable
-    enough), or None when the rules should decide."""
+    """Outside the model's region: why its best feasible strategy stands (its gain over a measured FE, or FE's
+    lead over the best trained strategy, probable enough), or None when the rules should decide."""
     if not getattr(predictor, "anchored", False) or not any(e.strategy == "feature_extraction" for e in feasible):
         return None
-    top = max(feasible, key=lambda e: predicted[e.strategy].value).strategy
+    ranked = sorted(feasible, key=lambda e: predicted[e.strategy].value, reverse=True)
+    top = ranked[0].strategy
     if top == "feature_extraction":
-        return ("Feature extraction was measured on these images and the gain model predicts no strategy gaining over "
-                "it, so feature extraction, which costs least, stands.")
+        if len(ranked) == 1:
+            return "Feature extraction is the only feasible strategy."
+        p = predictor.confidence("feature_extraction", ranked[1].strategy)
+        if p is None or p < OUTSIDE_CONFIDENCE:
+            return None
+        return (f"Feature extraction was measured on these images and leads the best trained strategy "
+                f"({registry.TITLES[ranked[1].strategy]}) with probability {p:.0%} (≥ {OUTSIDE_CONFIDENCE:.0%}) even "
+                "with the intervals widened, so feature extraction, which costs least, stands.")
     p = predictor.confidence(top, "feature_extraction")
     if p is None or p < OUTSIDE_CONFIDENCE:
         return None
@@ -216,13 +223,14 @@ def _rule_confidence(feasible: list[StrategyEstimate], best: StrategyEstimate, b
 
 
 def _plan_warnings(plan: Plan) -> list[str]:
-    """What the plan's inputs warn of: throughput problems, the budget's and the device's notes, why FE was not measured."""
+    """What the plan's inputs warn of: throughput problems, the budget's and the device's notes, why FE or the pixel
+    baseline was not measured."""
     out = []
     if plan.throughput and plan.throughput.problems:
         out.append(f"Throughput ({plan.throughput.origin}): " + "; ".join(plan.throughput.problems) + ".")
     out += [note for note in (plan.budget.note, plan.hardware.note) if note]
-    if plan.fe is None and plan.fe_note:
-        out.append(plan.fe_note)
+    if plan.measure_note:
+        out.append(plan.measure_note)
     return out
 
 
@@ -275,5 +283,6 @@ def decide(plan: Plan) -> Recommendation:
         warnings=warnings + _plan_warnings(plan),
         profile=plan.profile,
         similarity=plan.similarity,
+        pixel_baseline=plan.pixels,
         budget_k=k.value if k else None,
     )

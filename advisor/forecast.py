@@ -57,7 +57,7 @@ def priors(rows: list[dict], gain: learned.GainModel, ks: list[float], index: li
         acc = r["runs"]["feature_extraction"]["val_accuracy"]
         fe.append(acc)
         X.append(learned.gain_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(k),
-                                  float(learned.to_normalised(acc, r["n_classes"])), r["speed_ratios"]))
+                                  float(learned.to_normalised(acc, r["n_classes"])), r["speed_ratios"], r.get("pixel_accuracy")))
     return np.asarray(fe)[:, None] + gain.predict(np.asarray(X)) if X else np.zeros((0, 3))
 
 

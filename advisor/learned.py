@@ -247,6 +247,8 @@ def domain(features: tuple[str, ...], ranges: dict[str, tuple[float, float]], va
     total, out = 0.0, []
     for f, v in zip(features, values):
         lo, hi = ranges[f]
+        if not (math.isfinite(v) and math.isfinite(lo) and math.isfinite(hi)):
+            continue  # not measured (or never in the fit): says nothing of the region
         excess = max(lo - v, v - hi, 0.0) / max(hi - lo, 1e-9)
         if excess > NEAR:
             name, show = DESCRIBE.get(f, (f, float))
@@ -256,7 +258,8 @@ def domain(features: tuple[str, ...], ranges: dict[str, tuple[float, float]], va
 
 
 GAINED: tuple[StrategyName, ...] = ("fine_tune", "retrain", "scratch")  # the strategies a gain over FE is predicted for
-GAIN_FEATURES = (*NUMBERS_FEATURES, "fe_normalised", "log_steps", "log_epochs_fine_tune", "log_epochs_scratch")
+GAIN_FEATURES = (*NUMBERS_FEATURES, "fe_normalised", "log_steps", "log_epochs_fine_tune", "log_epochs_scratch",
+                 "pixel_normalised")
 # fe_normalised: FE's accuracy, chance = 0 and perfect = 1 (its headroom is 1 − this); log_steps: log of the
 # training steps of batch 32 the budget buys at all-layer speed (k × images ÷ 32), how far the trained strategies get;
 # log_epochs_*: the passes fine-tune (at the registry's depth) and scratch make in the budget at their own speed
@@ -266,16 +269,19 @@ DESCRIBE["fe_normalised"] = ("feature extraction's normalised accuracy", float)
 DESCRIBE["log_steps"] = ("training steps of batch 32", math.exp)
 DESCRIBE["log_epochs_fine_tune"] = ("fine-tune epochs", math.exp)
 DESCRIBE["log_epochs_scratch"] = ("scratch epochs", math.exp)
+DESCRIBE["pixel_normalised"] = ("the pixel baseline's normalised accuracy", float)
 RATIO_STRATEGIES = ("fine_tune", "scratch")  # speed ratios (images/s ÷ all-layer training's) the gain model reads
 
 
 def gain_row(n_images: float, n_classes: float, channels: float, similarity: float, budget: EpochEquivalents,
-             fe_normalised: float, ratios: dict[str, float]) -> list[float]:
-    """One row of :data:`GAIN_FEATURES`; ``ratios``: fine-tune's and scratch's speed ratios (:func:`advisor.units.speed_ratios`)."""
+             fe_normalised: float, ratios: dict[str, float], pixel_accuracy: float | None = None) -> list[float]:
+    """One row of :data:`GAIN_FEATURES`; ``ratios``: fine-tune's and scratch's speed ratios (:func:`advisor.units.speed_ratios`);
+    ``pixel_accuracy``: the pixel baseline's accuracy (None: not measured)."""
     k = max(budget.value, 1e-3)
+    pixels = math.nan if pixel_accuracy is None else float(to_normalised(np.array(pixel_accuracy), n_classes))
     return [math.log(n_images), math.log(n_classes), math.log(n_images / n_classes), float(channels), float(similarity),
             math.log(k), float(fe_normalised), math.log(k * n_images / 32 + 1),
-            *(math.log(k * ratios[s] + 1e-3) for s in RATIO_STRATEGIES)]
+            *(math.log(k * ratios[s] + 1e-3) for s in RATIO_STRATEGIES), pixels]
 
 
 def gain_table(rows: list[dict], fe_accuracy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +292,7 @@ def gain_table(rows: list[dict], fe_accuracy: np.ndarray | None = None) -> tuple
     n_classes = np.array([r["n_classes"] for r in rows], dtype=float)
     fe_in = to_normalised(acc[:, 0] if fe_accuracy is None else fe_accuracy, n_classes)
     X = np.array([gain_row(r["n_images"], r["n_classes"], r["channels"], r["similarity"]["score"], EpochEquivalents(r["k"]), f,
-                           r["speed_ratios"]) for r, f in zip(rows, fe_in)])
+                           r["speed_ratios"], r.get("pixel_accuracy")) for r, f in zip(rows, fe_in)])
     return X, acc[:, [STRATEGY_NAMES.index(s) for s in GAINED]] - acc[:, [0]]
 
 
@@ -302,7 +308,8 @@ def contributed_gain_table(contributed: list, typical_ratios: dict[str, float]) 
             continue
         ratios = {**typical_ratios, **(c.speed_ratios or {})}
         fe_norm = float(to_normalised(np.array(c.fe_measured.value), c.n_classes))
-        X.append(gain_row(c.n_images, c.n_classes, c.channels, c.similarity, EpochEquivalents(c.k), fe_norm, ratios))
+        X.append(gain_row(c.n_images, c.n_classes, c.channels, c.similarity, EpochEquivalents(c.k), fe_norm, ratios,
+                          c.pixel_measured.value if c.pixel_measured else None))
         D.append([c.runs[s].val_accuracy - c.fe_measured.value if s in trained else np.nan for s in GAINED])
         groups.append(c.dataset)
     return np.array(X).reshape(-1, len(GAIN_FEATURES)), np.array(D, dtype=float).reshape(-1, len(GAINED)), np.array(groups)
@@ -314,32 +321,68 @@ class GainModel:
     One extremely-randomised-trees regressor per strategy in :data:`GAINED`. The target is the plain accuracy
     difference, the unit regret is scored in: in leave-one-family-out tests it chose better than the difference
     of normalised accuracies (1.31 against 1.37 points of mean regret over three seeds) or of logits (1.62),
-    and ExtraTrees better than gradient boosting or absolute-accuracy models (README). Intervals: ± the
-    ``coverage`` quantile of the out-of-fold |residual| per strategy. A NaN target (a contributed cell that
-    trained one strategy) is left out of that strategy's fit only.
+    and ExtraTrees better than gradient boosting or absolute-accuracy models (README). Rows without the pixel
+    baseline (:data:`OPTIONAL`: NaN, e.g. numbers-only calls) are predicted by a second set of trees fitted
+    without that input, on every row; the trees with it are fitted on the rows that have it. Intervals: ± the
+    ``coverage`` quantile of the out-of-fold |residual| per strategy, for each set. A NaN target (a contributed
+    cell that trained one strategy) is left out of that strategy's fit only.
     """
+
+    OPTIONAL = "pixel_normalised"
 
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 5, coverage: float = 0.8):
         self.features = GAIN_FEATURES
         self.n_estimators, self.min_samples_leaf, self.coverage = n_estimators, min_samples_leaf, coverage
 
-    def fit(self, X: np.ndarray, D: np.ndarray, residuals: np.ndarray | None = None) -> "GainModel":
+    def _trees(self, X: np.ndarray, D: np.ndarray) -> list[ExtraTreesRegressor]:
         known = np.isfinite(D)
-        self.estimators_ = [ExtraTreesRegressor(self.n_estimators, min_samples_leaf=self.min_samples_leaf, random_state=0,
-                                                n_jobs=1).fit(X[known[:, j]], D[known[:, j], j]) for j in range(D.shape[1])]
-        self.ranges_ = {f: (float(np.nanmin(X[:, i])), float(np.nanmax(X[:, i]))) for i, f in enumerate(self.features)}
-        self.half_width_ = (np.nanquantile(np.abs(residuals), self.coverage, axis=0) if residuals is not None and len(residuals)
-                            else np.full(D.shape[1], np.nan))
+        return [ExtraTreesRegressor(self.n_estimators, min_samples_leaf=self.min_samples_leaf, random_state=0, n_jobs=1)
+                .fit(X[known[:, j]], D[known[:, j], j]) for j in range(D.shape[1])]
+
+    @property
+    def _optional(self) -> int:
+        return self.features.index(self.OPTIONAL)
+
+    def _without(self, X: np.ndarray) -> np.ndarray:
+        return np.delete(X, self._optional, axis=1)
+
+    def fit(self, X: np.ndarray, D: np.ndarray, residuals: np.ndarray | None = None,
+            residuals_without: np.ndarray | None = None) -> "GainModel":
+        """``residuals`` / ``residuals_without``: out-of-fold residuals of the trees with / without the pixel baseline."""
+        X = np.asarray(X, dtype=float)
+        has = np.isfinite(X[:, self._optional])
+        self.estimators_ = self._trees(X[has], D[has]) if has.sum() >= 2 else None
+        self.fallback_ = self._trees(self._without(X), D)
+        self.ranges_ = {f: (float(np.nanmin(X[:, i])), float(np.nanmax(X[:, i]))) if np.isfinite(X[:, i]).any() else (math.nan, math.nan)
+                        for i, f in enumerate(self.features)}
+
+        def width(r):
+            return np.nanquantile(np.abs(r), self.coverage, axis=0) if r is not None and len(r) else np.full(D.shape[1], np.nan)
+
+        self.half_width_, self.half_width_without_ = width(residuals), width(residuals_without)
         log_k = X[:, self.features.index("log_budget")]  # the cells' median speed ratios: used when none is measured
         self.typical_ratios_ = {s: float(np.exp(np.median(X[:, self.features.index(f"log_epochs_{s}")] - log_k)))
                                 for s in RATIO_STRATEGIES}
         return self
 
+    def uses_pixels(self, row: list[float] | np.ndarray) -> bool:
+        """Whether a row is predicted by the trees that read the pixel baseline (it was measured and they were fitted)."""
+        return self.estimators_ is not None and bool(np.isfinite(np.asarray(row, dtype=float)[self._optional]))
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """(n, 3) predicted gains over FE (accuracy, a fraction), :data:`GAINED` order."""
-        if not hasattr(self, "estimators_"):
+        if not hasattr(self, "fallback_"):
             raise RuntimeError("GainModel is not fitted yet; call fit first.")
-        return np.column_stack([e.predict(np.asarray(X, dtype=float)) for e in self.estimators_])
+        X = np.asarray(X, dtype=float)
+        out = np.column_stack([e.predict(self._without(X)) for e in self.fallback_])
+        has = np.isfinite(X[:, self._optional])
+        if self.estimators_ is not None and has.any():
+            out[has] = np.column_stack([e.predict(X[has]) for e in self.estimators_])
+        return out
+
+    def half_widths(self, row: list[float] | np.ndarray) -> np.ndarray:
+        """The interval half-widths (accuracy) that go with the trees predicting ``row``."""
+        return self.half_width_ if self.uses_pixels(row) else self.half_width_without_
 
     def domain(self, row: list[float] | np.ndarray) -> tuple[str, float, list[str]]:
         return domain(self.features, self.ranges_, np.asarray(row, dtype=float))
@@ -347,14 +390,21 @@ class GainModel:
 
 def fit_gain(X: np.ndarray, D: np.ndarray, groups: np.ndarray, **params) -> tuple[GainModel, np.ndarray]:
     """A :class:`GainModel` fitted on every row, its intervals set by leave-one-family-out residuals; also
-    returns the out-of-fold predictions (NaN where a family could not be held out)."""
-    oof = np.full_like(D, np.nan)
+    returns the out-of-fold predictions (NaN where a family could not be held out) as advice would make them:
+    with the pixel baseline where the row has it."""
+    X = np.asarray(X, dtype=float)
+    oof, oof_without = np.full_like(D, np.nan), np.full_like(D, np.nan)
     for g in np.unique(groups):
         held = groups == g
         if (~held).sum() >= 5:
-            oof[held] = GainModel(**params).fit(X[~held], D[~held]).predict(X[held])
-    ok = ~np.isnan(oof).any(axis=1)
-    return GainModel(**params).fit(X, D, (D - oof)[ok] if ok.any() else None), oof
+            model = GainModel(**params).fit(X[~held], D[~held])
+            oof[held] = model.predict(X[held])
+            oof_without[held] = model.predict(np.where(np.arange(X.shape[1]) == model._optional, np.nan, X[held]))
+    has = np.isfinite(X[:, GAIN_FEATURES.index(GainModel.OPTIONAL)])
+    ok, ok_without = ~np.isnan(oof).any(axis=1) & has, ~np.isnan(oof_without).any(axis=1)
+    model = GainModel(**params).fit(X, D, (D - oof)[ok] if ok.any() else None,
+                                    (D - oof_without)[ok_without] if ok_without.any() else None)
+    return model, oof
 
 
 def save(models: dict, card: dict, path: Path | None = None) -> Path:
@@ -390,12 +440,13 @@ class LearnedPredictor:
     """
 
     def __init__(self, models: dict, card: dict, measures: Similarity | dict | None = None,
-                 probes: list[dict] | None = None, data: str | None = None, fe: Quantity | None = None):
+                 probes: list[dict] | None = None, data: str | None = None, fe: Quantity | None = None,
+                 pixels: Quantity | None = None):
         self.card, self.measures = card, measures
         self.model = models["default"]
         self.gain: GainModel | None = models.get("gain")
         self.forecaster = models.get("forecast")  # advisor.forecast.Forecaster: the probe's short runs → the full budget
-        self.probes, self.data, self.fe = probes or [], data, fe
+        self.probes, self.data, self.fe, self.pixels = probes or [], data, fe, pixels
         self.name = card.get("name", "strategy_model")
         self._sigma: dict[str, float] = {}  # set by predict(): each strategy's σ against FE, for confidence()
         self._norm: dict[str, float] = {}
@@ -405,7 +456,7 @@ class LearnedPredictor:
         """The same models and measures, corrected by ``extra`` probe records as well (e.g. a probe's own, before it is stored)."""
         models = {"default": self.model, **({"gain": self.gain} if self.gain else {}),
                   **({"forecast": self.forecaster} if self.forecaster else {})}
-        return LearnedPredictor(models, self.card, self.measures, self.probes + extra, self.data, self.fe)
+        return LearnedPredictor(models, self.card, self.measures, self.probes + extra, self.data, self.fe, self.pixels)
 
     @property
     def anchored(self) -> bool:
@@ -417,7 +468,8 @@ class LearnedPredictor:
         return {**self.gain.typical_ratios_, **(ratios or {})}
 
     def _gain_row(self, facts: DataFacts, budget: EpochEquivalents, fe_norm: float, ratios: dict[str, float] | None) -> list[float]:
-        return gain_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, fe_norm, self._ratios(ratios))
+        return gain_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, fe_norm, self._ratios(ratios),
+                        self.pixels.value if self.pixels is not None else None)
 
     def normalised(self, facts: DataFacts, budget: EpochEquivalents, ratios: dict[str, float] | None = None) -> np.ndarray:
         """The models' raw normalised predictions (no correction) for these facts and budget, FE measured or not;
@@ -461,7 +513,11 @@ class LearnedPredictor:
         note = (f"; corrected by {used} probe(s) of this or close data on this machine: "
                 + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if used else ""
         if self.gain is not None:
-            where, distance, beyond = self.gain.domain(self._gain_row(facts, budget, norm[0], ratios))
+            row = self._gain_row(facts, budget, norm[0], ratios)
+            where, distance, beyond = self.gain.domain(row)
+            gain_widths = self.gain.half_widths(row)
+            if not self.gain.uses_pixels(row):
+                note += "; the pixel baseline was not measured: the gain model's trees fitted without it"
             missing = [s for s in RATIO_STRATEGIES if s not in (ratios or {})]
             if missing:
                 note += ("; speed not measured for " + " and ".join(missing) + ": the cells' typical "
@@ -476,7 +532,7 @@ class LearnedPredictor:
         mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGY_NAMES]), EPS, 1 - EPS)
         self._norm = dict(zip(STRATEGY_NAMES, mu))
         span = _span(facts.n_classes)
-        self._sigma = ({"feature_extraction": 0.0} | {s: w / span * (1 + distance) / Z80 for s, w in zip(GAINED, self.gain.half_width_)}
+        self._sigma = ({"feature_extraction": 0.0} | {s: w / span * (1 + distance) / Z80 for s, w in zip(GAINED, gain_widths)}
                        if self.gain is not None else {})  # FE's own uncertainty is common to all: it cancels
         out = {}
         fe_hw = self._fe_half_width(facts)
@@ -487,7 +543,7 @@ class LearnedPredictor:
                 out[s] = self.fe
                 continue
             if self.gain is not None and s in GAINED:
-                gain_hw = float(self.gain.half_width_[GAINED.index(s)]) / span * (1 + distance)
+                gain_hw = float(gain_widths[GAINED.index(s)]) / span * (1 + distance)
                 known = not np.isnan(gain_hw)
                 hw = math.hypot(gain_hw, fe_hw)
                 lo, hi = mu[j] - hw, max(mu[j] + hw, min(mu[j] + EPS / 2, 1 - EPS / 4))

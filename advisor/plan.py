@@ -34,8 +34,9 @@ class Predictor(Protocol):
 @dataclass(frozen=True)
 class Plan:
     """One decision's inputs. ``hardware`` is the device planned for (a target profile's, or this one);
-    ``fe`` feature extraction's accuracy measured on the images (or given by the caller), ``fe_note`` why it
-    was not; ``predictor`` the learned model (None: the rules decide); ``weights`` the backbone's weights file
+    ``fe`` feature extraction's accuracy measured on the images (or given by the caller), ``measure_note`` why it
+    (or the pixel baseline) was not measured; ``pixels`` the pixel baseline measured on the images (:func:`advisor.fe_accuracy.measure_pixels`);
+    ``predictor`` the learned model (None: the rules decide); ``weights`` the backbone's weights file
 (None: the packaged ImageNet weights); ``scanned``, ``profile`` and
     ``similarity`` the data folder's, when planned from images."""
 
@@ -45,13 +46,14 @@ class Plan:
     rules: RuleBook
     throughput: Throughput | None = None
     fe: Quantity | None = None
-    fe_note: str | None = None
+    measure_note: str | None = None
     predictor: Predictor | None = None
     backbone: str = registry.DEFAULT_BACKBONE
     weights: str | None = None
     scanned: ScannedData | None = None
     profile: DataProfile | None = None
     similarity: Similarity | None = None
+    pixels: Quantity | None = None
 
     @property
     def images_per_second(self) -> dict[str, float]:

@@ -54,14 +54,15 @@ def setup(rules, device: str | None, backbone: str, target: Target | None = None
 
 
 def predictor(state: MachineState, use_model: bool = True, measures: Similarity | None = None, data: str | None = None,
-              extra: list[dict] | None = None, fe: Quantity | None = None) -> learned.LearnedPredictor | None:
+              extra: list[dict] | None = None, fe: Quantity | None = None,
+              pixels: Quantity | None = None) -> learned.LearnedPredictor | None:
     """The state's learned model as a decision predictor, corrected by this machine's probe records and
-    ``extra`` ones, built on feature extraction's measured accuracy ``fe`` when there is one; None when not
-    wanted or none is fitted yet."""
+    ``extra`` ones, built on feature extraction's measured accuracy ``fe`` and the pixel baseline ``pixels``
+    when there are; None when not wanted or none is fitted yet."""
     bundle = learned.load(state.model_path) if use_model else None
     if not bundle:
         return None
-    return learned.LearnedPredictor(*bundle, measures, calibration.probes(state) + (extra or []), data, fe=fe)
+    return learned.LearnedPredictor(*bundle, measures, calibration.probes(state) + (extra or []), data, fe=fe, pixels=pixels)
 
 
 def given_fe(value: float | None) -> Quantity | None:
@@ -84,7 +85,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
     res = plan_resolution(facts.resolution, book)
     size = fe_accuracy.subset_size(facts.n_images, hw, ips if local else None)
     key = fe_accuracy.fingerprint(scanned, backbone, res, weights)
-    cached = calibration.cached_fe(state, key)
+    cached = calibration.cached_accuracy(state, key)
     if cached:
         log(f"feature extraction's accuracy from this machine's record ({cached.value:.1%})")
         return cached
@@ -92,7 +93,23 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
     found = fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights)
     if isinstance(found, Quantity):
         log(f"  {found.value:.1%} (80 % interval {found.low:.1%}–{found.high:.1%})")
-        calibration.record_fe(state, key, str(scanned.root), found)  # a read-only store warns once and stores nothing
+        calibration.record_accuracy(state, key, str(scanned.root), found)  # a read-only store warns once and stores nothing
+    return found
+
+
+def measure_pixels(scanned: ScannedData, state: MachineState, log: Log = quiet) -> Quantity | str:
+    """The pixel baseline (:func:`advisor.fe_accuracy.measure_pixels_data`) on the training images, reused from this
+    machine's record for the same files; or why it could not be measured."""
+    key = fe_accuracy.pixel_fingerprint(scanned)
+    cached = calibration.cached_accuracy(state, key)
+    if cached:
+        return cached
+    log(f"measuring the pixel baseline on up to {fe_accuracy.PIXEL_IMAGES} images at {fe_accuracy.PIXEL_SIDE}px "
+        f"(a linear classifier on raw pixels, {fe_accuracy.FOLDS}-fold cross-validation) …")
+    found = fe_accuracy.measure_pixels_data(scanned)
+    if isinstance(found, Quantity):
+        log(f"  {found.value:.1%}")
+        calibration.record_accuracy(state, key, str(scanned.root), found)
     return found
 
 
@@ -102,7 +119,7 @@ def plan_scanned(
     log: Log = quiet, target: Target | None = None, fe: Quantity | None = None,
 ) -> Plan:
     """The plan for a scanned folder: profile → similarity → throughput → feature extraction measured (unless
-    ``fe`` is given) → the learned predictor on it. ``hw`` computes the similarity and FE here; the plan is for
+    ``fe`` is given) and the pixel baseline → the learned predictor on them. ``hw`` computes the similarity and FE here; the plan is for
     ``target``'s device (default: ``hw``)."""
     target = target or Target()
     plan_hw = target.profile.device if target.profile else hw
@@ -118,9 +135,14 @@ def plan_scanned(
     throughput = throughput_mod.acquire(state, facts, hw, book, backbone, log, target) if measure else None
     found = fe or measure_fe(scanned, facts, budget, hw, book, state, backbone, weights, throughput, not target.profile, log)
     fe = found if isinstance(found, Quantity) else None
-    return Plan(facts, budget, plan_hw, book, throughput, fe,
-                None if fe else f"Feature extraction was not measured: {found}; its accuracy is predicted.",
-                predictor(state, use_model, sim, str(scanned.root), fe=fe), backbone, weights, scanned, prof, sim)
+    pixels = measure_pixels(scanned, state, log)
+    notes = [f"Feature extraction was not measured: {found}; its accuracy is predicted."] if not fe else []
+    if not isinstance(pixels, Quantity):
+        notes.append(f"The pixel baseline was not measured: {pixels}; the gain model decides without it.")
+        pixels = None
+    return Plan(facts, budget, plan_hw, book, throughput, fe, " ".join(notes) or None,
+                predictor(state, use_model, sim, str(scanned.root), fe=fe, pixels=pixels), backbone, weights, scanned,
+                prof, sim, pixels)
 
 
 def plan_numbers(facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
@@ -140,4 +162,4 @@ def plan_numbers(facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod
 def refreshed(plan: Plan, state: MachineState, use_model: bool = True) -> Plan:
     """``plan`` with its learned predictor built again from ``state`` (after a probe stored what it saw)."""
     root = str(plan.scanned.root) if plan.scanned else None
-    return plan.with_predictor(predictor(state, use_model, plan.similarity, root, fe=plan.measured_fe))
+    return plan.with_predictor(predictor(state, use_model, plan.similarity, root, fe=plan.measured_fe, pixels=plan.pixels))

@@ -100,6 +100,10 @@ def recommendation_text(r: Recommendation) -> str:
         lines.append(f"  accuracy [measured]: {fe.detail}. Others need a probe: advisor probe")
     elif fe is not None:
         lines.append(f"  accuracy [model]: {fe.detail}")
+    if r.pixel_baseline is not None:
+        px = r.pixel_baseline
+        lines.append(f"  pixel baseline [measured]: {px.value:.1%} ({px.low:.0%}–{px.high:.0%}), {px.detail}; "
+                     "the gain model reads it")
     if r.throughput:
         lines.append(f"  throughput [{r.throughput.source}], {r.throughput.origin}: "
                      + ", ".join(f"{TITLES[k]} {v:.0f} img/s" for k, v in r.throughput.images_per_second.items())

@@ -207,6 +207,9 @@ class Recommendation(BaseModel):
     throughput: Throughput | None = None
     profile: DataProfile | None = None
     similarity: Similarity | None = None
+    pixel_baseline: Quantity | None = Field(None, description="what a linear model on the raw pixels (16 px) reaches on "
+                                            "the training images, cross-validated: an input of the gain model; None "
+                                            "when not measured (numbers only)")
     decided_by: str = Field(description="which part of advisor made the choice")
     warnings: list[str] = Field(default_factory=list)
     budget_k: float | None = Field(None, description="the budget in epoch-equivalents (all-layer training's epochs "

@@ -74,6 +74,7 @@ TABLES = ("throughput", "probe", "probe_result", "feature_accuracy")  # throughp
 BUSY_TIMEOUT_S = 30.0
 LEGACY = ("calibration.jsonl", "probes.jsonl")  # JSON-lines stores of earlier versions, imported once
 _warned_read_only: set[Path] = set()  # one warning per store and process that records could not be stored
+_warned_unfit: set[tuple[Path, str, int]] = set()  # one warning per unfit record and process, however often it is read
 
 
 def check_home(home: Path) -> None:
@@ -232,7 +233,7 @@ class Database:
 
     def read(self, table: str, machine: str | None = None) -> list[dict]:
         """The table's records (of ``machine`` when given), oldest first, each checked against its typed model
-        (:mod:`advisor.records`): a record that does not fit is skipped with a warning naming table and row."""
+        (:mod:`advisor.records`): a record that does not fit is skipped with a warning naming table and row (once per process)."""
         import sqlite3
         import warnings
 
@@ -253,6 +254,9 @@ class Database:
             try:
                 out.append(RECORDS[table].model_validate_json(body).model_dump(mode="json"))
             except ValidationError as exc:
+                if (self.path, table, rid) in _warned_unfit:
+                    continue
+                _warned_unfit.add((self.path, table, rid))
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "the record"
                 warnings.warn(f"skipped {table} record #{rid} in {self.path}: it does not fit its record type "

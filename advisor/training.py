@@ -300,7 +300,8 @@ def _teach(state: MachineState, plan: dict, accuracy: float, k_reached: float | 
     record = calibration.probe_record({} if error is None else {plan["strategy"]: round(error, 4)}, reach,
                                       plan["val_images"], plan["data"], facts)
     cell = {"strategy": plan["strategy"], "run": run, "k": k_reached, "facts": plan["facts"], "device": hw.device,
-            "dataset": plan.get("fingerprint"), "fe_measured": plan.get("fe_measured"), "speed_ratios": plan.get("speed_ratios"),
+            "dataset": plan.get("fingerprint"), "fe_measured": plan.get("fe_measured"),
+            "pixel_measured": plan.get("pixel_measured"), "speed_ratios": plan.get("speed_ratios"),
             "train_images": plan["train_images"], "val_images": plan["val_images"], "advisor_version": plan.get("advisor_version")}
     calibration.record_probe(state, {**record, "source": "train", "cell": cell}, hw)
     if error is None:
@@ -345,6 +346,7 @@ def _plan(plan: Plan, rec, name: str, train_items, val_items, state) -> dict:
                                                                       if rec.estimate(name).accuracy else None),
             "predicted_normalised": predicted, "advisor_version": advisor.__version__,
             "fe_measured": fe.model_dump(mode="json") if fe is not None else None,
+            "pixel_measured": plan.pixels.model_dump(mode="json") if plan.pixels is not None else None,
             "speed_ratios": plan.speed_ratios,
             "fingerprint": fingerprint(train_items, length=16),
             "forecast": _probe_forecast(state, str(scanned.root), name),

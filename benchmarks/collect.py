@@ -36,7 +36,7 @@ from joblib import Parallel, delayed
 from PIL import Image
 
 import advisor
-from advisor import cells, datasets, engine, hardware, images, registry, similarity, store
+from advisor import cells, datasets, engine, fe_accuracy, hardware, images, registry, similarity, store
 from advisor.registry import STRATEGY_NAMES
 from advisor.units import EpochEquivalents
 
@@ -178,6 +178,34 @@ def train_config(v: registry.Strategy, cell: Cell, train, test_set, n_classes: i
     return ratio, r.model_dump(exclude={"strategy"})
 
 
+@functools.cache
+def cell_pixels(name: str, per_class: int, seed: int) -> float | None:
+    """The pixel baseline as advisor measures it on a user's folder (:func:`advisor.fe_accuracy.measure_pixels_data`):
+    at most ⌈PIXEL_IMAGES ÷ classes⌉ of the cell's training images of each class, resized from the originals to
+    PIXEL_SIDE; None where a class has fewer than 2 images."""
+    train_idx = train_indices(name, per_class, seed)
+    y = pool(name)[1].numpy()
+    n_classes = len(source(name)[2])
+    m = max(2, -(-fe_accuracy.PIXEL_IMAGES // n_classes))
+    sample = np.concatenate([train_idx[y[train_idx] == c][:m] for c in range(n_classes)])
+    found = fe_accuracy.measure_pixels(resize(name, fe_accuracy.PIXEL_SIDE, sample), torch.from_numpy(y[sample]))
+    return None if isinstance(found, str) else found.value
+
+
+def fill_pixels(out: Path) -> None:
+    """Add the pixel baseline (:func:`cell_pixels`) to every row of ``out`` that lacks it; the file is rewritten
+    atomically (stop a sweep appending to it first)."""
+    rows = store.read(out)
+    todo = [r for r in rows if "pixel_accuracy" not in r]
+    print(f"{len(todo)} of {len(rows)} rows of {out} lack the pixel baseline", flush=True)
+    t0 = time.perf_counter()
+    for i, r in enumerate(todo, 1):
+        r["pixel_accuracy"] = cell_pixels(r["dataset"], r["per_class"], r["seed"])
+        if i % 100 == 0:
+            print(f"  {i}/{len(todo)} {time.perf_counter() - t0:.0f}s", flush=True)
+    store.write_lines(out, rows)
+
+
 def run_cell(cell: Cell, depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) -> dict:
     """Train every strategy (and fine-tune at each depth) on the cell's images for k epoch-equivalents;
     evaluate on the held-out test set. ``runs`` holds the four strategies, ``variants`` the other depths."""
@@ -196,7 +224,8 @@ def run_cell(cell: Cell, depths: tuple[int, ...] = registry.FINE_TUNE_DEPTHS) ->
     return {
         "key": cell.key, "dataset": cell.dataset, "per_class": cell.per_class, "k": cell.k, "seed": cell.seed,
         "n_images": len(train_idx), "n_classes": len(classes), "resolution": cell.res, "channels": channels,
-        "imbalance": 1.0, "test_images": int(test.sum()), "similarity": sim, "epoch_seconds": round(epoch_s, 3),
+        "imbalance": 1.0, "test_images": int(test.sum()), "similarity": sim,
+        "pixel_accuracy": cell_pixels(cell.dataset, cell.per_class, cell.seed), "epoch_seconds": round(epoch_s, 3),
         "budget_seconds": round(cell.k * epoch_s, 2), "speed_ratios": {n: r for n, r in ratios.items() if n != "feature_extraction"},
         "device": hw.device, "device_name": hw.name, "precision": hw.precision, "torch_version": torch.__version__,
         "runs": runs, "variants": {n: results[n] for n in results if n not in STRATEGY_NAMES},
@@ -308,6 +337,7 @@ def main() -> None:
     parser.add_argument("--update", type=Path, metavar="SRC", help="bring the rows of SRC up to date into --out "
                         "(similarity re-measured; the --rerun configurations trained again)")
     parser.add_argument("--rerun", nargs="+", default=["scratch"], help="configurations --update trains again")
+    parser.add_argument("--fill-pixels", action="store_true", help="add the pixel baseline to the rows of --out that lack it")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=cells.CPU_CELLS)
     parser.add_argument("--summary", action="store_true", help="only print the summary of the results file")
@@ -318,6 +348,9 @@ def main() -> None:
         return
     if args.update:
         update(args.update, args.out, tuple(args.rerun), args.deadline)
+        return
+    if args.fill_pixels:
+        fill_pixels(args.out)
         return
     names = []
     for name in args.datasets:

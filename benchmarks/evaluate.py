@@ -147,7 +147,8 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             row = rows[i]
             facts, budget, tp = cells.inputs(row)
             k = EpochEquivalents(row["k"])
-            predictor = learned.LearnedPredictor(models, card, row["similarity"], fe=fe_in[i])
+            pixels = cells.pixel_baseline(row)
+            predictor = learned.LearnedPredictor(models, card, row["similarity"], fe=fe_in[i], pixels=pixels)
             shown = predictor.predict(facts, k, speed_ratios(tp.images_per_second))
             for s in STRATEGY_NAMES:
                 q, truth = shown[s], row["runs"][s]["val_accuracy"]
@@ -158,7 +159,8 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             plan = Plan(facts, budget, CELL_HW, book, tp, fe_in[i])
             choices["gain model + rules"].append(decide(plan.with_predictor(predictor)).strategy)
             record = proxy_probe(index, row, predictor, X, Y)
-            calibrated = learned.LearnedPredictor(models, card, row["similarity"], [record] if record else None, row["dataset"], fe=fe_in[i])
+            calibrated = learned.LearnedPredictor(models, card, row["similarity"], [record] if record else None, row["dataset"],
+                                                  fe=fe_in[i], pixels=pixels)
             choices["gain model + rules + probe calibration"].append(decide(plan.with_predictor(calibrated)).strategy)
             choices["absolute model + rules"].append(decide(Plan(facts, budget, CELL_HW, book, tp, predictor=absolute)).strategy)
             choices["absolute model"].append(STRATEGY_NAMES[int(np.argmax(absolute.normalised(facts, k)))])

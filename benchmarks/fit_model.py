@@ -73,6 +73,9 @@ def fit(rows: list[dict], contributed: list[cells.ContributedCell] = ()) -> tupl
     XC, DC, GC = learned.contributed_gain_table(list(contributed), typical_ratios(rows))
     gain, gain_oof = learned.fit_gain(np.vstack([XG, XC]), np.vstack([D, DC]), np.concatenate([groups, GC]))
     gain_oof = gain_oof[:len(rows)]
+    no_pixels = XG.copy()
+    no_pixels[:, learned.GAIN_FEATURES.index(learned.GainModel.OPTIONAL)] = np.nan
+    _, oof_no_pixels = learned.fit_gain(no_pixels, D, groups)  # the same, as numbers-only advice decides (no pixel baseline)
     with_measures = learned.leave_one_dataset_out(X, Y, groups, features=learned.FEATURES)
     forecaster, held, oof_fc = forecast.fit(rows, groups)
     card = {
@@ -96,8 +99,12 @@ def fit(rows: list[dict], contributed: list[cells.ContributedCell] = ()) -> tupl
             "target": "accuracy minus feature extraction's, per trained strategy; one ExtraTreesRegressor "
                       f"({gain.n_estimators} trees, ≥ {gain.min_samples_leaf} cells a leaf) each; FE's accuracy is an input",
             "interval_half_width_accuracy": {s: round(float(w), 4) for s, w in zip(learned.GAINED, gain.half_width_)},
+            "interval_half_width_accuracy_without_pixels": {s: round(float(w), 4) for s, w in
+                                                            zip(learned.GAINED, gain.half_width_without_)},
+            "cells_with_pixel_baseline": int(np.isfinite(XG[:, learned.GAIN_FEATURES.index(learned.GainModel.OPTIONAL)]).sum()),
             "fitted_ranges": {f: [round(lo, 4), round(hi, 4)] for f, (lo, hi) in gain.ranges_.items()},
             "lofo": gain_figures(gain_oof, rows),
+            "lofo_without_pixel_baseline": gain_figures(oof_no_pixels, rows),
         },
         "forecast": {
             "what": "a strategy's accuracy at the full budget from a short complete run: prior(full) + w(share) × "

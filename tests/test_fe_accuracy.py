@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import torch
 import pytest
 
 import advisor
@@ -30,8 +31,25 @@ def test_recommend_measures_feature_extraction_and_reuses_it(digits_dir, tmp_pat
     assert fe.source == "measured" and fe.low < fe.value < fe.high
     assert "200 images" in fe.detail and "cross-validated" in fe.detail and "reused" not in fe.detail
     assert fe.value > 0.5  # digits: frozen ImageNet features separate 10 classes far above chance (10 %)
-    again = advisor.recommend(digits_dir, minutes=30, state=state, use_model=False).estimate("feature_extraction").accuracy
+    px = first.pixel_baseline
+    assert px.source == "measured" and px.low < px.value < px.high and "raw pixels" in px.detail
+    assert px.value > 0.5  # centred digits: a linear model on 16-px pixels is far above chance
+    second = advisor.recommend(digits_dir, minutes=30, state=state, use_model=False)
+    again = second.estimate("feature_extraction").accuracy
     assert again.value == fe.value and "reused" in again.detail
+    assert second.pixel_baseline.value == px.value and "reused" in second.pixel_baseline.detail
+
+
+def test_the_pixel_baseline_sees_structure_not_label_noise(digits_dir):
+    from advisor import images, scan
+
+    data = scan.scan(digits_dir)
+    x, y = images.load(data.split("train"), 32)
+    real = fe_accuracy.measure_pixels(x, y)
+    assert real.value > 0.6 and f"{len(x)} images" in real.detail  # shrunk from 32 px to 16 inside
+    shuffled = fe_accuracy.measure_pixels(x, y[np.random.default_rng(0).permutation(len(y))])
+    assert shuffled.value < 0.3  # chance is 0.1
+    assert "at least 2" in fe_accuracy.measure_pixels(x[:3], torch.tensor([0, 0, 1]))  # a class of one image
 
 
 def test_a_class_too_small_for_cross_validation_falls_back_to_a_prediction_and_says_why(digits_dir, tmp_path):

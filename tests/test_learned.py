@@ -169,11 +169,11 @@ def test_contributed_cells_join_the_gain_model_for_the_strategy_they_trained():
         resolution=r["resolution"], channels=r["channels"], similarity=r["similarity"]["score"], k=r["k"],
         runs={"scratch": r["runs"]["scratch"]}, speed_ratios=r["speed_ratios"], train_images=r["n_images"], val_images=100,
         fe_measured=Quantity(value=r["runs"]["feature_extraction"]["val_accuracy"], source="measured"),
-        device="cpu", device_name="test", time="2026-12-02T00:00:00") for i, r in enumerate(out)]
+        pixel_measured=cells.pixel_baseline(r), device="cpu", device_name="test", time="2026-12-02T00:00:00") for i, r in enumerate(out)]
     ratios = {s: float(np.median([r["speed_ratios"][s] for r in inside])) for s in learned.RATIO_STRATEGIES}
     XC, DC, groups_c = learned.contributed_gain_table(contributed, ratios)
     XO, DO = learned.gain_table(out)
-    assert len(XC) == len(out) and np.allclose(XC, XO) and np.isnan(DC[:, :2]).all() and np.allclose(DC[:, 2], DO[:, 2])
+    assert len(XC) == len(out) and np.allclose(XC, XO, equal_nan=True) and np.isnan(DC[:, :2]).all() and np.allclose(DC[:, 2], DO[:, 2])
     XI, DI = learned.gain_table(inside)
     groups = np.array([learned.datasets.family(r["dataset"]) for r in inside])
     without = learned.GainModel().fit(XI, DI)
@@ -183,3 +183,32 @@ def test_contributed_cells_join_the_gain_model_for_the_strategy_they_trained():
     err = [np.abs(m.predict(XO)[:, 2] - DO[:, 2]).mean() for m in (without, with_them)]
     assert err[1] < err[0]
     assert np.isfinite(with_them.half_width_).all()
+
+
+def test_without_the_pixel_baseline_the_gain_model_uses_trees_fitted_without_it():
+    """Numbers-only advice has no pixel baseline: its rows go to the trees that never read it, with their own
+    intervals; a measured baseline goes to the trees that do, and changes the predicted gains."""
+    from advisor.schemas import Quantity
+
+    XG, D = learned.gain_table(ROWS)
+    col = learned.GAIN_FEATURES.index(learned.GainModel.OPTIONAL)
+    assert np.isfinite(XG[:, col]).mean() > 0.9  # the committed cells carry it
+    groups = np.array([learned.datasets.family(r["dataset"]) for r in ROWS])
+    gain, _ = learned.fit_gain(XG, D, groups)
+    row = XG[0].copy()
+    blank = row.copy()
+    blank[col] = np.nan
+    assert gain.uses_pixels(row) and not gain.uses_pixels(blank)
+    assert np.allclose(gain.predict([blank])[0], [e.predict(np.delete(row, col)[None])[0] for e in gain.fallback_])
+    assert np.isfinite(gain.half_widths(row)).all() and np.isfinite(gain.half_widths(blank)).all()
+    assert gain.domain(blank)[0] in ("inside", "near", "outside")  # a missing input says nothing of the region
+    lows, highs = (gain.predict([np.where(np.arange(len(row)) == col, v, row)])[0] for v in (0.0, 1.0))
+    assert not np.allclose(lows, highs)  # the trees read it
+    facts = DataFacts(n_images=1000, n_classes=10, resolution=28, channels=1, similarity=0.35)
+    fe = Quantity(value=0.7, source="measured", low=0.68, high=0.72)
+    models = {"default": learned.fit(*learned.table(ROWS)[:2], groups)[0], "gain": gain}
+    without = learned.LearnedPredictor(models, {"name": "t"}, fe=fe).predict(facts, EpochEquivalents(30))
+    assert "pixel baseline was not measured" in without["scratch"].detail
+    pixels = Quantity(value=0.9, source="measured", low=0.88, high=0.92)
+    measured = learned.LearnedPredictor(models, {"name": "t"}, fe=fe, pixels=pixels).predict(facts, EpochEquivalents(30))
+    assert "pixel baseline" not in measured["scratch"].detail
