@@ -84,6 +84,21 @@ def cross_validated(features: np.ndarray, labels: np.ndarray, folds: int = FOLDS
     return right / len(labels), len(labels), folds
 
 
+def _measured(features: np.ndarray, labels: np.ndarray, classifier, what: str, total_images: int | None,
+              t0: float) -> Quantity | str:
+    """:func:`cross_validated` as a ``measured`` Quantity with its 80 % (binomial) interval, or why it cannot be;
+    ``what`` names the classifier and its inputs in the detail."""
+    found = cross_validated(features, labels, classifier=classifier)
+    if isinstance(found, str):
+        return found
+    acc, n, folds = found
+    low, high = accuracy_interval(acc, n)
+    of = f" of {total_images}" if total_images and total_images > n else ""
+    return Quantity(value=round(acc, 4), source="measured", low=round(low, 4), high=round(high, 4),
+                    detail=f"{folds}-fold cross-validated {what.format(images=f'{n}{of} images')}, "
+                    f"{time.perf_counter() - t0:.1f} s; 80 % interval (binomial)")
+
+
 def measure(x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = registry.DEFAULT_BACKBONE, weights: str | None = None,
             total_images: int | None = None) -> Quantity | str:
     """FE's cross-validated accuracy on uint8 images ``x`` as a ``measured`` Quantity with its 80 % interval,
@@ -91,15 +106,8 @@ def measure(x: torch.Tensor, y: torch.Tensor, hw: Hardware, backbone: str = regi
     t0 = time.perf_counter()
     model = bb.create(backbone, weights=weights).to(hw.device)
     features = engine.predict(model, x, hw, backbone, features=True).numpy()
-    found = cross_validated(features, y.numpy())
-    if isinstance(found, str):
-        return found
-    acc, n, folds = found
-    low, high = accuracy_interval(acc, n)
-    of = f" of {total_images}" if total_images and total_images > len(x) else ""
-    return Quantity(value=round(acc, 4), source="measured", low=round(low, 4), high=round(high, 4),
-                    detail=f"{folds}-fold cross-validated logistic regression on frozen {backbone} features of {len(x)}"
-                    f"{of} images at {x.shape[-1]}px, {time.perf_counter() - t0:.1f} s; 80 % interval (binomial)")
+    return _measured(features, y.numpy(), logistic, f"logistic regression on frozen {backbone} features of {{images}} "
+                     f"at {x.shape[-1]}px", total_images, t0)
 
 
 def measure_data(data: ScannedData, hw: Hardware, resolution: int, size: int, backbone: str = registry.DEFAULT_BACKBONE,
@@ -121,15 +129,8 @@ def measure_pixels(x: torch.Tensor, y: torch.Tensor, total_images: int | None = 
     if x.shape[-1] != PIXEL_SIDE:
         x = torch.nn.functional.interpolate(x.float(), size=(PIXEL_SIDE, PIXEL_SIDE), mode="bilinear", antialias=True,
                                             align_corners=False).round().clamp(0, 255)
-    found = cross_validated(x.float().flatten(1).numpy() / 255, y.numpy(), classifier=ridge)
-    if isinstance(found, str):
-        return found
-    acc, n, folds = found
-    low, high = accuracy_interval(acc, n)
-    of = f" of {total_images}" if total_images and total_images > len(x) else ""
-    return Quantity(value=round(acc, 4), source="measured", low=round(low, 4), high=round(high, 4),
-                    detail=f"{folds}-fold cross-validated ridge classifier on the raw pixels ({PIXEL_SIDE} px, no network) "
-                    f"of {len(x)}{of} images, {time.perf_counter() - t0:.1f} s; 80 % interval (binomial)")
+    return _measured(x.float().flatten(1).numpy() / 255, y.numpy(), ridge,
+                     f"ridge classifier on the raw pixels ({PIXEL_SIDE} px, no network) of {{images}}", total_images, t0)
 
 
 def measure_pixels_data(data: ScannedData, size: int = PIXEL_IMAGES) -> Quantity | str:
