@@ -314,13 +314,18 @@ def summary(out: Path) -> str:
     lines = [f"{len(rows)} cells; winner per budget k (epoch-equivalents), majority over seeds",
              f"{'dataset':<14}{'per class':>10}  " + "".join(f"{'k=' + format(k, 'g'):>10}" for k in ks)]
     for (name, n), by_k in sorted(table.items()):
-        cells = []
+        majority = []
         for k in ks:
             winners = by_k.get(k, [])
-            cells.append(max(set(winners), key=winners.count) if winners else "")
-        lines.append(f"{name:<14}{n:>10}  " + "".join(f"{short.get(c, c):>10}" for c in cells))
+            majority.append(max(set(winners), key=winners.count) if winners else "")
+        lines.append(f"{name:<14}{n:>10}  " + "".join(f"{short.get(c, c):>10}" for c in majority))
     counts = {s: sum(r["winner"] == s for r in rows) for s in STRATEGY_NAMES}
     lines.append("wins: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    every = cells.read()  # every results file, GPU cells with their device
+    devices = ", ".join(f"{d} {sum(r['device'] == d for r in every)}" for d in sorted({r["device"] for r in every}))
+    lines.append(f"all results files: {len(every)} cells ({devices}) over "
+                 f"{len({datasets.family(r['dataset']) for r in every})} families; "
+                 f"{sum(r['k'] >= 10 for r in every)} at k ≥ 10, {sum(r['k'] >= 100 for r in every)} at k ≥ 100")
     return "\n".join(lines)
 
 
