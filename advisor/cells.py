@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import decide, rules, store
+from . import rules, store
 from .budget import epochs_in
 from .errors import AdvisorError
 from .registry import STRATEGY_NAMES
@@ -175,7 +175,7 @@ def advised_depth(row: dict, book: rules.RuleBook, fe: Quantity | None = None) -
     epochs = {s: epochs_in(budget.seconds, row["n_images"], tp.images_per_second[s]) for s in STRATEGY_NAMES}
     if fe is None:
         fe = Quantity(value=row["runs"]["feature_extraction"]["val_accuracy"], source="measured")
-    depth = rules.evaluate(book, decide.rule_facts(facts, budget, epochs, fe)).settings.get("fine_tune_depth")
+    depth = rules.evaluate(book, rules.rule_facts(facts, budget, epochs, fe)).settings.get("fine_tune_depth")
     return None if depth is None else int(depth)
 
 

@@ -207,7 +207,7 @@ def hardware_cmd(save_to, device, resolutions, batch, device_name, as_json):
         prof = profiles.estimate(device_name)
     else:
         book, hw, _, _ = planning.setup(None, device, DEFAULT_BACKBONE, minutes=1)
-        from .decide import plan_batch_size
+        from .rules import plan_batch_size
 
         size = batch or plan_batch_size(hw, 10**6, book)
         prof = profiles.measure(hw, size, resolutions or profiles.PROFILE_RESOLUTIONS, log=_log(as_json))

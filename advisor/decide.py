@@ -13,7 +13,7 @@ from . import registry
 from . import rules as rules_mod
 from .plan import Plan, Predictor
 from .registry import STRATEGY_NAMES
-from .schemas import Budget, DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName
+from .schemas import DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName
 
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:
@@ -115,42 +115,11 @@ def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[St
     return cheapest, runner_up.strategy, text
 
 
-def plan_resolution(image_side: int, book: rules_mod.RuleBook, native: bool = False) -> int:
-    """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range; with
-    ``native`` (a network trained from scratch) the images' own side, never upsampled."""
-    lo, hi = book.settings.min_resolution, book.settings.max_resolution
-    if native:
-        return int(min(hi, max(8, image_side)))
-    return int(min(hi, max(lo, 32 * round(image_side / 32))))
-
-
-def standard_batch_size(hw: Hardware, book: rules_mod.RuleBook) -> int:
-    """The rules' batch size for the device: what throughput is timed and recorded at."""
-    return int(book.settings.batch_size_gpu if hw.device == "cuda" else book.settings.batch_size_cpu)
-
-
-def plan_batch_size(hw: Hardware, n_images: int, book: rules_mod.RuleBook) -> int:
-    """The batch training uses: the standard one, or every image when there are fewer."""
-    return int(max(1, min(standard_batch_size(hw, book), n_images)))
-
-
-def rule_facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | None],
-               fe: Quantity | None = None) -> dict[str, float]:
-    """The facts the rules read (rules/default.toml lists them): the data's, the budget's, each strategy's
-    epochs in it, and FE's accuracy when it was measured."""
-    values = facts.model_dump()
-    values["fe_accuracy"] = fe.value if fe is not None and fe.source == "measured" else None
-    values["images_per_class"] = facts.images_per_class
-    values["budget_hours"] = budget.seconds / 3600
-    values.update({f"epochs_{s}": e for s, e in epochs.items()})
-    return values
-
-
 def _settings(
     name: StrategyName, facts: DataFacts, hw: Hardware, book: rules_mod.RuleBook, chosen: dict[str, str | bool],
     epochs: Quantity, backbone: str,
 ) -> Settings:
-    resolution = plan_resolution(facts.resolution, book, native=not registry.get(name).pretrained)
+    resolution = rules_mod.plan_resolution(facts.resolution, book, native=not registry.get(name).pretrained)
     strat = registry.resolve(name, resolution, facts.n_images, depth=chosen.get("fine_tune_depth"))
     trained = strat.trains_backbone
     pad = (1 / 4 if chosen.get("augmentation") == "strong" else 1 / 8) if trained else None
@@ -171,7 +140,7 @@ def _settings(
         else Quantity(value=0.0, source="rule", detail="backbone frozen; the classifier's L2 strength is chosen on held-out images"),
         head_learning_rate=Quantity(value=strat.head_lr, source="rule", detail=lr_note) if trained else None,
         weight_decay=strat.weight_decay,
-        batch_size=plan_batch_size(hw, facts.n_images, book),
+        batch_size=rules_mod.plan_batch_size(hw, facts.n_images, book),
         epochs=epochs,
         augmentation=aug,
         label_smoothing=strat.label_smoothing,
@@ -237,7 +206,7 @@ def _plan_warnings(plan: Plan) -> list[str]:
 def decide(plan: Plan) -> Recommendation:
     """Fire the rules, estimate every strategy's time within the budget, and choose one."""
     facts, book, predictor = plan.facts, plan.rules, plan.predictor
-    outcome = rules_mod.evaluate(book, rule_facts(facts, plan.budget, plan.epochs, plan.fe))
+    outcome = rules_mod.evaluate(book, rules_mod.rule_facts(facts, plan.budget, plan.epochs, plan.fe))
     k = plan.k
     predicted = predictor.predict(facts, k, plan.speed_ratios) if predictor else {}
     estimates = _estimates(plan, outcome, {**({"feature_extraction": plan.fe} if plan.fe is not None else {}), **predicted})

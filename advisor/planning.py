@@ -12,7 +12,7 @@ from . import backbone as bb
 from . import budget as budget_mod
 from . import calibration, fe_accuracy, hardware, images, learned, registry, similarity
 from . import rules as rules_mod
-from .decide import plan_resolution
+from .rules import plan_resolution
 from .errors import AdvisorError
 from .scan import profile as profile_scan
 from .scan import ScannedData

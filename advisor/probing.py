@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 
 from . import calibration, engine, forecast, images, learned, planning, timing
 from . import registry
-from .decide import decide, standard_batch_size
+from .decide import decide
+from .rules import standard_batch_size
 from . import throughput as throughput_mod
 from .errors import AdvisorError
 from .plan import Plan

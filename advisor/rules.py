@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveFloat, P
 from .errors import RulesError
 from .registry import FINE_TUNE_DEPTHS
 from .registry import STRATEGY_NAMES
-from .schemas import FiredRule, StrategyName
+from .schemas import Budget, DataFacts, FiredRule, Hardware, Quantity, StrategyName
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 FACTS = (
@@ -184,3 +184,34 @@ def load(path: str | Path | None = None) -> RuleBook:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RulesError(f"Rules file '{path}': {where}: {first['msg']}") from None
+
+
+def plan_resolution(image_side: int, book: RuleBook, native: bool = False) -> int:
+    """The images' median shorter side, rounded to a multiple of 32 and clamped to the rules' range; with
+    ``native`` (a network trained from scratch) the images' own side, never upsampled."""
+    lo, hi = book.settings.min_resolution, book.settings.max_resolution
+    if native:
+        return int(min(hi, max(8, image_side)))
+    return int(min(hi, max(lo, 32 * round(image_side / 32))))
+
+
+def standard_batch_size(hw: Hardware, book: RuleBook) -> int:
+    """The rules' batch size for the device: what throughput is timed and recorded at."""
+    return int(book.settings.batch_size_gpu if hw.device == "cuda" else book.settings.batch_size_cpu)
+
+
+def plan_batch_size(hw: Hardware, n_images: int, book: RuleBook) -> int:
+    """The batch training uses: the standard one, or every image when there are fewer."""
+    return int(max(1, min(standard_batch_size(hw, book), n_images)))
+
+
+def rule_facts(facts: DataFacts, budget: Budget, epochs: dict[StrategyName, float | None],
+               fe: Quantity | None = None) -> dict[str, float]:
+    """The facts the rules read (rules/default.toml lists them): the data's, the budget's, each strategy's
+    epochs in it, and FE's accuracy when it was measured."""
+    values = facts.model_dump()
+    values["fe_accuracy"] = fe.value if fe is not None and fe.source == "measured" else None
+    values["images_per_class"] = facts.images_per_class
+    values["budget_hours"] = budget.seconds / 3600
+    values.update({f"epochs_{s}": e for s, e in epochs.items()})
+    return values

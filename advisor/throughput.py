@@ -14,7 +14,7 @@ from typing import Callable
 
 from . import calibration, profiles, registry, timing
 from . import rules as rules_mod
-from .decide import plan_batch_size, plan_resolution, standard_batch_size
+from .rules import plan_batch_size, plan_resolution, standard_batch_size
 from .errors import AdvisorError
 from .schemas import DataFacts, Hardware, ProbeRun, Recommendation, StrategyName, Throughput
 from .state import MachineState
