@@ -89,7 +89,7 @@ def recommend(data: str | os.PathLike | None = None, **options) -> Recommendatio
 
     >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
     >>> rec.strategy
-    'feature_extraction'
+    'fine_tune'
     """
     return decide(plan(data, **options))
 

@@ -69,6 +69,16 @@ def test_numbers_only_uses_the_same_decision():
     assert measured.estimate("fine_tune").epochs_in_budget.value > 0
 
 
+def test_the_docstring_examples_hold():
+    """The API's examples (``help(advisor.recommend)``) print what they say, on a fresh home and the packaged model."""
+    import doctest
+
+    from advisor import api
+
+    failed, tried = doctest.testmod(api, optionflags=doctest.ELLIPSIS)[:2]
+    assert tried > 0 and failed == 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_images=100, n_classes=1, similarity=0.5), "n_classes"),
     (dict(n_images=100, n_classes=5), "give n_images, n_classes and similarity"),
