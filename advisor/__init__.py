@@ -10,7 +10,7 @@ from .schemas import (
     DataFacts, DataProfile, ProbeResult, Quantity, Recommendation, Similarity, StrategyEstimate, TrainResult,
 )
 
-_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "throughput", "probe": "api", "train": "training"}
+_LAZY = {"recommend": "api", "profile": "api", "measure_throughput": "measure.throughput", "probe": "api", "train": "training"}
 
 __all__ = [
     "recommend", "profile", "probe", "measure_throughput", "train",

@@ -1,5 +1,5 @@
 """The public API. The data path reads top to bottom: scan → profile → measure → plan → decide (→ probe);
-the planning steps live in :mod:`advisor.planning`, the plan they build in :mod:`advisor.plan`."""
+the planning steps live in :mod:`advisor.advice.planning`, the plan they build in :mod:`advisor.advice.plan`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import os
 
 from pydantic import ValidationError
 
-from . import profiles, registry
-from .decide import decide
+from .measure import profiles
+
+from . import registry
+from .advice.decide import decide
 from .errors import AdvisorError
-from .plan import Plan
-from .planning import given_fe, plan_numbers, plan_scanned, quiet, setup
-from .scan import profile as profile_scan
-from .scan import scan
+from .advice.plan import Plan
+from .advice.planning import given_fe, plan_numbers, plan_scanned, quiet, setup
+from .data.scan import profile as profile_scan
+from .data.scan import scan
 from .state import MachineState
-from .throughput import Log, Target
+from .measure.throughput import Log, Target
 from .schemas import DataFacts, DataProfile, ProbeOptions, ProbeResult, Recommendation
 
 
@@ -51,7 +53,7 @@ def plan(
     fe_accuracy: float | None = None,
 ) -> Plan:
     """Everything the advice for a labelled image folder (``data``) or, without images, for numbers rests on:
-    a frozen :class:`~advisor.plan.Plan` that :func:`decide` turns into a recommendation.
+    a frozen :class:`~advisor.advice.plan.Plan` that :func:`decide` turns into a recommendation.
 
     Numbers-only form: give ``n_images``, ``n_classes`` and ``similarity`` (0–1) instead of ``data``.
     The budget is one of ``gpu_hours``, ``hours`` (of the device here) or ``minutes``.

@@ -111,8 +111,8 @@ def thumbnails(data, per_class: int = 1, classes: int = 10, size: int = 64):
     """A strip of sample images (one per class for the first ``classes``) as an (size, n·size, 3) array."""
     import numpy as np
 
-    from . import images
-    from .scan import scan
+    from .data import images
+    from .data.scan import scan
 
     scanned = scan(data)
     picked = []

@@ -7,7 +7,11 @@ import warnings
 
 import click
 
-from . import calibration, datasets, report
+from .measure import calibration
+
+from .data import datasets
+
+from . import report
 from .registry import BACKBONES, DEFAULT_BACKBONE, STRATEGY_NAMES
 from .errors import AdvisorError, printable
 from .state import MachineState
@@ -65,7 +69,7 @@ def _target_options(func):
 
 
 def _log(as_json: bool):
-    from . import planning  # torch loads only when a command needs it: --help and errors stay fast
+    from .advice import planning  # torch loads only when a command needs it: --help and errors stay fast
 
     return planning.quiet if as_json else planning.stderr_log
 
@@ -97,8 +101,9 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
                                "run `advisor recommend` with it and `advisor probe` separately.")
     if report_path and not str(report_path).lower().endswith((".html", ".htm", ".png")):
         raise AdvisorError(f"--report must end in .html or .png; got '{report_path}'.")
-    from . import api, planning
-    from .decide import decide
+    from . import api
+    from .advice import planning
+    from .advice.decide import decide
 
     state, log = MachineState(), _log(as_json)
     options = api.probe_options(progress=not as_json) if with_probe else None  # checked before any work
@@ -179,7 +184,7 @@ def calibrate(action, as_cells):
     if action == "reset":
         click.echo(f"removed {calibration.reset(state)} record(s) of this machine from {state.db_path}")
     elif action == "export" and as_cells:
-        from . import cells
+        from .model import cells
 
         for cell in cells.contributed(calibration.probes(state)):
             click.echo(cell.model_dump_json(by_alias=True))
@@ -201,7 +206,8 @@ def calibrate(action, as_cells):
 @_user_errors
 def hardware_cmd(save_to, device, resolutions, batch, device_name, as_json):
     """Measure this device's training speed for every configuration advisor plans (a hardware profile)."""
-    from . import planning, profiles
+    from .advice import planning
+    from .measure import profiles
 
     if device_name:
         prof = profiles.estimate(device_name)

@@ -1,5 +1,5 @@
 """Probe: short real training runs of every strategy on a class-stratified subset, on this device, each
-forecast to the full budget (:mod:`advisor.forecast`) to check the recommendation. Results are kept for calibration."""
+forecast to the full budget (:mod:`advisor.model.forecast`) to check the recommendation. Results are kept for calibration."""
 
 from __future__ import annotations
 
@@ -10,14 +10,22 @@ from datetime import datetime, timezone
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import calibration, engine, forecast, images, learned, planning, timing
+from .measure import calibration, timing
+
+from .nets import engine
+
+from .model import forecast, learned
+
+from .data import images
+
+from .advice import planning
 from . import registry
-from .decide import decide
+from .advice.decide import decide
 from .rules import standard_batch_size
-from . import throughput as throughput_mod
+from .measure import throughput as throughput_mod
 from .errors import AdvisorError
-from .plan import Plan
-from .scan import ScannedData
+from .advice.plan import Plan
+from .data.scan import ScannedData
 from .state import MachineState
 from .registry import STRATEGY_NAMES
 from .schemas import ProbeOptions, ProbeResult, ProbeRun, Quantity, Recommendation, StrategyName
@@ -98,7 +106,7 @@ def _model_errors(pred, plan: Plan, runs: list[ProbeRun], n_train: int, k_budget
 
 def _forecast(pred: learned.LearnedPredictor, plan: Plan, run: ProbeRun, n_train: int, n_val: int,
               k_budget: float, full: np.ndarray) -> ProbeRun:
-    """``run`` with its forecast at the full budget (:mod:`advisor.forecast`; ``full``: the model's normalised
+    """``run`` with its forecast at the full budget (:mod:`advisor.model.forecast`; ``full``: the model's normalised
     accuracies there), or marked not viable (diverged,
     or at chance after :data:`MIN_STEPS` steps), or too short to forecast (fewer steps). Feature extraction is
     complete after its one pass: nothing to forecast."""
@@ -165,7 +173,7 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
 
 def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineState | None = None,
           log: planning.Log = planning.quiet) -> ProbeResult:
-    """Decide on ``plan`` (a folder's, for this machine: :func:`advisor.planning.plan_scanned`), then train each
+    """Decide on ``plan`` (a folder's, for this machine: :func:`advisor.advice.planning.plan_scanned`), then train each
     strategy briefly on a subset of its images and report whether the ranking agrees.
 
     The probe spends ``options.seconds`` in total, or ``options.fraction`` of the budget (see :func:`probe_seconds`):

@@ -62,7 +62,7 @@ class ProbeAdvice(BaseModel):
 
 
 class ProbeRecord(Stored):
-    """The learned model's errors a probe observed (:func:`advisor.calibration.probe_record`)."""
+    """The learned model's errors a probe observed (:func:`advisor.measure.calibration.probe_record`)."""
 
     device_name: str | None = None
     errors: dict[StrategyName, float]
@@ -74,7 +74,7 @@ class ProbeRecord(Stored):
 
 
 class FeatureAccuracyRecord(Versioned):
-    """Feature extraction's accuracy measured on a data set (:mod:`advisor.fe_accuracy`), reused for the same files."""
+    """Feature extraction's accuracy measured on a data set (:mod:`advisor.measure.fe_accuracy`), reused for the same files."""
 
     key: str
     data: str

@@ -221,7 +221,7 @@ class Recommendation(BaseModel):
 
 class RunResult(BaseModel):
     """One training run: what the engine returns, the probe reports (:class:`ProbeRun`) and a meta-dataset cell
-    stores (:class:`advisor.cells.RunRecord`)."""
+    stores (:class:`advisor.model.cells.RunRecord`)."""
 
     strategy: StrategyName | None = Field(None, description="None where the run is stored under its strategy's name")
     val_accuracy: float
@@ -254,7 +254,7 @@ class ProbeRun(RunResult):
     share: float | None = Field(None, description="training images the run saw ÷ those the full budget buys this "
                                 "strategy on all the data: how much of the full run it stands for")
     forecast: Quantity | None = Field(None, description="the strategy's accuracy at the full budget on all the data, "
-                                      "forecast from this run (advisor/forecast.py), with its 80 % interval")
+                                      "forecast from this run (advisor/model/forecast.py), with its 80 % interval")
     viable: bool = Field(True, description="False when the run diverged or learned nothing in its steps")
     note: str = ""
 

@@ -1,7 +1,7 @@
 """Per-machine state as an explicit input: where advisor keeps what it learns, and which learned model it uses.
 
 Chosen once at the top (the CLI, or the caller of :func:`advisor.recommend`) and passed down; below it only
-the meta-dataset loader reads an environment variable (``ADVISOR_PACKED_DATA``, :mod:`advisor.datasets`), for
+the meta-dataset loader reads an environment variable (``ADVISOR_PACKED_DATA``, :mod:`advisor.data.datasets`), for
 benchmarks on a machine without the data packages.
 """
 

@@ -30,13 +30,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import architectures, calibration, engine, hardware, images, learned, planning, registry, store
-from . import backbone as bb
-from . import strategies as st
-from .decide import decide
+from .nets import architectures, engine
+
+from .measure import calibration
+
+from . import hardware, registry, store
+
+from .data import images
+
+from .model import learned
+
+from .advice import planning
+from .nets import backbone as bb
+from .nets import strategies as st
+from .advice.decide import decide
 from .errors import AdvisorError, BudgetError, DataError, printable
-from .plan import Plan
-from .scan import IMAGE_EXTENSIONS, ImageItem, fingerprint, scan
+from .advice.plan import Plan
+from .data.scan import IMAGE_EXTENSIONS, ImageItem, fingerprint, scan
 from .schemas import DataFacts, Prediction, Quantity, Settings, TrainResult
 from .state import MachineState
 from .units import accuracy_interval
@@ -291,8 +301,8 @@ def _write_curve(path: Path, curve: list, budget: float, title: str) -> None:
 
 def _teach(state: MachineState, plan: dict, accuracy: float, k_reached: float | None, hw, run: dict) -> str | None:
     """Store the finished run like a probe at the full budget: the model's error there for this strategy (when
-    the model predicted it), and the run itself (``run``: :class:`advisor.cells.RunRecord` fields), which
-    ``advisor calibrate --export --cells`` writes as a contributed cell (:func:`advisor.cells.contributed`)."""
+    the model predicted it), and the run itself (``run``: :class:`advisor.model.cells.RunRecord` fields), which
+    ``advisor calibrate --export --cells`` writes as a contributed cell (:func:`advisor.model.cells.contributed`)."""
     facts = DataFacts.model_validate(plan["facts"])
     predicted = plan.get("predicted_normalised")
     error = None if predicted is None else float(learned.to_normalised(accuracy, facts.n_classes) - predicted)

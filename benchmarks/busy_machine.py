@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import advisor
-from advisor import throughput
+from advisor.measure import throughput
 from advisor.registry import STRATEGY_NAMES
 from advisor.state import MachineState
 

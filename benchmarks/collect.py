@@ -36,7 +36,11 @@ from joblib import Parallel, delayed
 from PIL import Image
 
 import advisor
-from advisor import cells, datasets, engine, fe_accuracy, hardware, images, registry, similarity, store
+from advisor.model import cells
+from advisor.data import datasets, images, similarity
+from advisor.nets import engine
+from advisor.measure import fe_accuracy
+from advisor import hardware, registry, store
 from advisor.registry import STRATEGY_NAMES
 from advisor.units import EpochEquivalents
 
@@ -180,7 +184,7 @@ def train_config(v: registry.Strategy, cell: Cell, train, test_set, n_classes: i
 
 @functools.cache
 def cell_pixels(name: str, per_class: int, seed: int) -> float | None:
-    """The pixel baseline as advisor measures it on a user's folder (:func:`advisor.fe_accuracy.measure_pixels_data`):
+    """The pixel baseline as advisor measures it on a user's folder (:func:`advisor.measure.fe_accuracy.measure_pixels_data`):
     at most ⌈PIXEL_IMAGES ÷ classes⌉ of the cell's training images of each class, resized from the originals to
     PIXEL_SIDE; None where a class has fewer than 2 images."""
     train_idx = train_indices(name, per_class, seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advisor import cells
+from advisor.model import cells
 from advisor.registry import STRATEGY_NAMES
 
 BUDGETS = (0.3, 1, 3, 10, 30, 100, 300, 1000)

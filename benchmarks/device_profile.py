@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 import advisor
-from advisor import engine, hardware, registry
+from advisor.nets import engine
+from advisor import hardware, registry
 
 
 def configurations(resolution: int) -> list[registry.Strategy]:

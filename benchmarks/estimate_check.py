@@ -17,7 +17,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from advisor import profiles
+from advisor.measure import profiles
 
 PRIORS = Path(__file__).resolve().parents[2] / "shared" / "throughput-priors"
 TABLES = {"rtx3090": "benchmark-infer-amp-nchw-pt240-cu124-rtx3090.csv", "rtx4090": "benchmark-infer-amp-nchw-pt291-cu128-4090.csv",

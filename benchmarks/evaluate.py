@@ -19,7 +19,7 @@ seed with at most 1/10 of the budget), the absolute model (+ rules; without FE m
 before), rules only, and the baselines "always fine-tune", "always retrain", "always feature extraction" and
 the 2×2 rule (dataset size × domain similarity).
 
-Fine-tune is scored at the depth the rules advise for each cell (advisor.cells.as_advised), as `advisor
+Fine-tune is scored at the depth the rules advise for each cell (advisor.model.cells.as_advised), as `advisor
 recommend` trains it, where the cell measured that variant; ``--registry-depth`` scores the 4-stage run instead.
 
     python benchmarks/evaluate.py [--results FILE ...] [--registry-depth]   # default: the CPU and GPU cells
@@ -33,9 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor import calibration, cells, datasets, fe_accuracy, learned, rules, store
-from advisor.decide import decide
-from advisor.plan import Plan
+from advisor.measure import calibration, fe_accuracy
+
+from advisor.model import cells, learned
+
+from advisor.data import datasets
+
+from advisor import rules, store
+from advisor.advice.decide import decide
+from advisor.advice.plan import Plan
 from advisor.registry import STRATEGY_NAMES
 from advisor.schemas import Hardware, Quantity
 from advisor.units import EpochEquivalents, accuracy_interval, accuracy_se, speed_ratios
@@ -108,7 +114,7 @@ def score(choices: list[str], rows: list[dict]) -> tuple[float, float, float]:
 
 def seed_means(rows: list[dict]) -> list[dict[str, float] | None]:
     """Each cell's strategies' accuracies averaged over every seed of its configuration (the cell itself
-    included; :func:`advisor.cells.configuration`); None where the configuration has one seed."""
+    included; :func:`advisor.model.cells.configuration`); None where the configuration has one seed."""
     groups = cells.by_configuration(rows)
     return [None if len(same := groups[cells.configuration(r)]) < 2 else
             {s: float(np.mean([o["runs"][s]["val_accuracy"] for o in same])) for s in STRATEGY_NAMES} for r in rows]

@@ -1,9 +1,9 @@
 """Fit the learned strategy model on the meta-dataset and save it, with its card, inside the package.
 
 Reproducible: the same results file gives the same model (fixed seeds). Fine-tune's runs are the ones at the
-depth the rules advise for each cell (advisor.cells.as_advised), as advisor trains it. Three models: the absolute strategy
-model and the gain model (each trained strategy's gain over feature extraction; advisor/learned.py), and the
-probe's forecaster (a short run → the full budget; advisor/forecast.py). The card
+depth the rules advise for each cell (advisor.model.cells.as_advised), as advisor trains it. Three models: the absolute strategy
+model and the gain model (each trained strategy's gain over feature extraction; advisor/model/learned.py), and the
+probe's forecaster (a short run → the full budget; advisor/model/forecast.py). The card
 records the data they saw and their leave-one-family-out error; the same residuals set the prediction intervals. It also
 compares the model's inputs with the finer image measures added, so each refit re-checks that choice.
 
@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 import advisor
-from advisor import cells, forecast, learned, rules
+from advisor.model import cells, forecast, learned
+from advisor import rules
 from advisor.state import PACKAGED_MODEL
 from advisor.registry import STRATEGY_NAMES
 
@@ -138,7 +139,7 @@ def main() -> None:
     models, card = fit(rows, contributed)
     print(f"contributed cells: {card['contributed_cells']} of {len(contributed)} usable (FE measured, a budget in "
           "epoch-equivalents, a trained strategy)", file=sys.stderr)
-    card["fine_tune_runs"] = (f"at the depth the rules advise in {changed} cells (advisor.cells.as_advised); "
+    card["fine_tune_runs"] = (f"at the depth the rules advise in {changed} cells (advisor.model.cells.as_advised); "
                               "the registry's 4 stages in the rest (collected before the variants)")
     path = learned.save(models, card, args.out)
     print(json.dumps(card, indent=2))

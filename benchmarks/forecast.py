@@ -9,7 +9,7 @@ coverage of the 80 % interval, for
 * prior — the gain model alone at the full budget (FE's accuracy + the predicted gain; ignores the short run),
 * short run as is — the short run's own accuracy,
 * full shift — prior(full) + (observed − prior(short)),
-* forecaster — advisor's (advisor/forecast.py): the shift weighted by w(share), fitted on the other families,
+* forecaster — advisor's (advisor/model/forecast.py): the shift weighted by w(share), fitted on the other families,
 * power law — observed + b·(k_short^−c − k_full^−c), (b, c) per strategy fitted on the other families,
 * learned — extra trees over the short run's and the cell's features (target: full − observed),
 
@@ -33,8 +33,10 @@ from scipy.optimize import least_squares
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.linear_model import LinearRegression
 
-from advisor import cells, datasets, forecast, learned
-from advisor.forecast import priors
+from advisor.model import cells, forecast, learned
+
+from advisor.data import datasets
+from advisor.model.forecast import priors
 from advisor.registry import STRATEGY_NAMES
 
 BUCKETS = ((0.2, 1.0, "share 1/3"), (0.05, 0.2, "share 1/10"), (0.02, 0.05, "share 1/30"), (0.0, 0.02, "share ≤ 1/100"))

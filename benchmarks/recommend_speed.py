@@ -6,7 +6,7 @@ in-process (advisor.recommend) and as the command a user types (a fresh process,
 advisor's home is a fresh temporary one: the in-process run is a machine's first (throughput timed now and
 recorded), the command after it reuses that record once a quick check agrees.
 Goal: ≤ 10 s for 10k images and ≤ 30 s for 100k on 2 CPU cores. The breakdown includes feature extraction
-measured on the images (advisor/fe_accuracy.py) and what share of the rest it adds (goal: ≤ 30 % at 10k).
+measured on the images (advisor/measure/fe_accuracy.py) and what share of the rest it adds (goal: ≤ 30 % at 10k).
 
     python benchmarks/recommend_speed.py [--sizes 1000 10000 100000]
 """
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import advisor
-from advisor import datasets
-from advisor.scan import scan
+from advisor.data import datasets
+from advisor.data.scan import scan
 
 
 def main() -> None:

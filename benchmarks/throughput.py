@@ -8,7 +8,7 @@ digits when the Debian package is missing) written as PNG files:
   per-sample transforms (Resize, RandomCrop with padding, RandomHorizontalFlip, ToTensor, Normalize),
   contiguous fp32 tensors.
 * engine: images decoded once to a uint8 tensor, batches cut and augmented on the device, channels_last,
-  (bf16 autocast on CUDA) — :func:`advisor.engine.train_step`.
+  (bf16 autocast on CUDA) — :func:`advisor.nets.engine.train_step`.
 
 The two loops alternate in rounds so that drift in machine load hits both alike. Goal (issue 4): ≥ 1.5×.
 
@@ -29,9 +29,11 @@ from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
 import advisor
-from advisor import backbone as bb
-from advisor import datasets, engine, hardware, images, registry, strategies
-from advisor.scan import scan
+from advisor.nets import backbone as bb
+from advisor.data import datasets, images
+from advisor.nets import engine, strategies
+from advisor import hardware, registry
+from advisor.data.scan import scan
 
 
 def tutorial_loop(folder: Path, res: int, batch: int, steps: int, hw, workers: int) -> float:

@@ -1,7 +1,7 @@
 """Which timing predicts real training speed: steps timed at a small batch, or at the batch training uses.
 
-Side by side in one run, on this device: each strategy's images/s timed by :func:`advisor.timing.time_configurations`
-at ``--small`` and at the planned ``--batch``, before and after real training runs (:func:`advisor.engine.run`, the
+Side by side in one run, on this device: each strategy's images/s timed by :func:`advisor.measure.timing.time_configurations`
+at ``--small`` and at the planned ``--batch``, before and after real training runs (:func:`advisor.nets.engine.run`, the
 loop advisor's plans and probes use) at ``--batch``. Prints each timing ÷ the real runs' images/s (1.00: exact), and
 the load other processes put on the CPUs meanwhile.
 
@@ -15,7 +15,11 @@ import statistics
 
 import torch
 
-from advisor import engine, hardware, timing
+from advisor.nets import engine
+
+from advisor import hardware
+
+from advisor.measure import timing
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import advisor
-from advisor import throughput
+from advisor.measure import throughput
 from advisor.state import MachineState
 
 QUERY = dict(n_images=3000, n_classes=10, similarity=0.3, resolution=64, gpu_hours=0.5)

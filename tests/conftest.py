@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from advisor import datasets, hardware, images
+from advisor.data import datasets, images
+
+from advisor import hardware
 
 FOOLBOX_DATA = Path(importlib.util.find_spec("foolbox").origin).parent / "data" if importlib.util.find_spec("foolbox") else None
 

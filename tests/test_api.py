@@ -27,7 +27,7 @@ def test_recommend_on_a_folder(rec):
 
 @pytest.mark.slow
 def test_default_uses_the_packaged_learned_model(digits_dir, warm_home):
-    from advisor import learned
+    from advisor.model import learned
 
     if learned.load() is None:
         pytest.skip("no learned model packaged")
@@ -99,9 +99,9 @@ def test_similarity_sample_stays_bounded_with_many_classes(tmp_path, hw):
     import numpy as np
     from PIL import Image
 
-    from advisor.planning import measure_similarity
-    from advisor.similarity import SAMPLE_SIZE as SIMILARITY_SAMPLE
-    from advisor.scan import scan
+    from advisor.advice.planning import measure_similarity
+    from advisor.data.similarity import SAMPLE_SIZE as SIMILARITY_SAMPLE
+    from advisor.data.scan import scan
 
     rng = np.random.default_rng(0)
     for c in range(200):
@@ -129,8 +129,12 @@ def test_probe_uses_the_val_split(digits_dir, tmp_path, warm_home):
 def test_one_plan_feeds_the_decision_the_budget_curve_and_the_probe(digits_dir, warm_home, monkeypatch):
     import dataclasses
 
-    from advisor import api, learned, planning, probing
-    from advisor.decide import decide
+    from advisor import api, probing
+
+    from advisor.model import learned
+
+    from advisor.advice import planning
+    from advisor.advice.decide import decide
     from advisor.schemas import ProbeOptions
 
     plan = api.plan(digits_dir, minutes=5)
@@ -159,14 +163,46 @@ def test_one_plan_feeds_the_decision_the_budget_curve_and_the_probe(digits_dir, 
             advisor.probe(digits_dir / "missing", minutes=5, **bad)
 
 
-def test_the_probe_and_train_never_reenter_the_api():
-    """The API is the public face: the modules under it (planning, probe, train, throughput) never import it."""
+LAYERS = [  # the data path, bottom to top: a module imports only from its own layer or those below
+    {"errors", "registry", "schemas", "records", "units", "state", "store", "hardware", "rules", "budget"},
+    {"nets"},  # the networks and the training loop
+    {"data"},  # scan, decode, sample, similarity
+    {"measure"},  # timing, throughput, profiles, FE measured, calibration records
+    {"model"},  # the learned models and the cells they are fitted on
+    {"advice"},  # the plan, how it is built, the decision
+    {"probing", "training", "report", "chart"},
+    {"api"},
+    {"cli", "__init__"},
+]
+
+
+def _layer(name: str) -> int:
+    return next(i for i, names in enumerate(LAYERS) if name in names)
+
+
+def test_the_folders_follow_the_data_path():
+    """Every module of advisor imports only from its own layer or those below (LAYERS): the data path reads
+    bottom to top, and nothing under the API — planning, the probe, train, throughput — imports it."""
     import ast
     from pathlib import Path
 
     package = Path(advisor.__file__).parent
-    for module in ("planning", "probing", "training", "throughput", "decide"):
-        tree = ast.parse((package / f"{module}.py").read_text())
-        imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
-        imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert "api" not in imported and "advisor.api" not in imported, module
+    modules = sorted(package.rglob("*.py"))
+    assert len(modules) > 30 and {m.parent.name for m in modules} >= {"nets", "data", "measure", "model", "advice"}
+    for path in modules:
+        parts = path.relative_to(package).with_suffix("").parts  # ("measure", "throughput") or ("cli",)
+        own = _layer(parts[0] if len(parts) > 1 else parts[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or (node.level == 0 and not (node.module or "").startswith("advisor")):
+                continue
+            if node.level:  # relative: resolve against this module's package
+                base = list(parts[:-1])[: len(parts) - node.level]
+                target = base + (node.module.split(".") if node.module else [])
+            else:
+                target = node.module.split(".")[1:]
+            names = [target[0]] if target else [a.name for a in node.names]
+            for name in names:
+                if name == "__version__":
+                    continue
+                assert _layer(name) <= own, f"{'/'.join(parts)}.py imports {name} from a layer above its own"
+                assert name != "api" or parts[0] in ("cli", "__init__"), f"{'/'.join(parts)}.py imports the API"

@@ -5,7 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from advisor import BackboneError, backbone, engine, images, registry
+from advisor import BackboneError, registry
+
+from advisor.nets import backbone, engine
+
+from advisor.data import images
 
 # ImageNet indices: 281–285 are domestic cats; 967 espresso, 968 cup
 CAT = set(range(281, 286))

@@ -8,7 +8,9 @@ from click.testing import CliRunner
 
 import advisor
 from advisor.units import EpochEquivalents
-from advisor import calibration, cells, learned, registry, rules, throughput, timing
+from advisor.measure import calibration, throughput, timing
+from advisor.model import cells, learned
+from advisor import registry, rules
 from advisor.cli import main
 from advisor.schemas import DataFacts, ProbeRun, Throughput
 from advisor.state import MachineState

@@ -9,7 +9,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import collect  # noqa: E402  (a script in benchmarks/, not part of the package)
 
-from advisor import cells, store  # noqa: E402
+from advisor.model import cells  # noqa: E402
+
+from advisor import store  # noqa: E402
 
 
 @pytest.mark.slow

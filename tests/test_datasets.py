@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from advisor import datasets
+from advisor.data import datasets
 
 
 def test_animal_mnist_loads_ten_balanced_classes_without_duplicates():

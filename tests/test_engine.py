@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from advisor.units import EpochEquivalents
-from advisor import engine, registry, strategies
+from advisor.nets import engine, strategies
+from advisor import registry
 from advisor.registry import STRATEGY_NAMES
 
 

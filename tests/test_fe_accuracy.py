@@ -9,7 +9,8 @@ import torch
 import pytest
 
 import advisor
-from advisor import AdvisorError, fe_accuracy
+from advisor import AdvisorError
+from advisor.measure import fe_accuracy
 from advisor.state import MachineState
 
 
@@ -41,7 +42,7 @@ def test_recommend_measures_feature_extraction_and_reuses_it(digits_dir, tmp_pat
 
 
 def test_the_pixel_baseline_sees_structure_not_label_noise(digits_dir):
-    from advisor import images, scan
+    from advisor.data import images, scan
 
     data = scan.scan(digits_dir)
     x, y = images.load(data.split("train"), 32)

@@ -5,8 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from advisor import api, cells, datasets, engine, forecast, learned, probing, registry
-from advisor.decide import decide
+from advisor import api, probing, registry
+
+from advisor.model import cells, forecast, learned
+
+from advisor.data import datasets
+
+from advisor.nets import engine
+from advisor.advice.decide import decide
 from advisor.hardware import detect
 from advisor.schemas import ProbeRun
 from advisor.units import EpochEquivalents
@@ -34,8 +40,8 @@ def test_the_forecaster_beats_the_short_run_as_is_and_the_prior_on_held_out_fami
 
 
 def test_a_diverging_run_stops_and_its_strategy_is_not_viable(digits_dir):
-    from advisor import images
-    from advisor.scan import scan
+    from advisor.data import images
+    from advisor.data.scan import scan
 
     data = scan(digits_dir, progress=False)
     items = images.stratified(data.split("train"), 15)

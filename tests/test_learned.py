@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from advisor.units import EpochEquivalents
-from advisor import cells, decide, learned, rules
-from advisor.plan import Plan
+from advisor.model import cells, learned
+from advisor.advice import decide
+from advisor import rules
+from advisor.advice.plan import Plan
 from advisor.registry import STRATEGY_NAMES
 from advisor.schemas import Budget, DataFacts, Hardware, Throughput
 

@@ -8,7 +8,9 @@ import pytest
 import timm
 import torch
 
-from advisor import architectures, engine, registry, strategies
+from advisor.nets import architectures, engine, strategies
+
+from advisor import registry
 
 
 @pytest.mark.parametrize("name", registry.BACKBONES)
@@ -70,6 +72,6 @@ def test_each_scratch_network_learns_digits_at_its_resolution(digit_tensors, hw,
 
 
 def test_decision_code_imports_no_torch():
-    code = "import sys, advisor.decide, advisor.report, advisor.registry; print('torch' in sys.modules)"
+    code = "import sys, advisor.advice.decide, advisor.report, advisor.registry; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

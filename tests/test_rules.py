@@ -2,8 +2,10 @@
 
 import pytest
 
-from advisor import RulesError, budget, decide, rules
-from advisor.plan import Plan
+from advisor import RulesError, budget, rules
+
+from advisor.advice import decide
+from advisor.advice.plan import Plan
 from advisor.schemas import Budget, DataFacts, Hardware, Throughput
 
 CPU = Hardware(device="cpu", name="test CPU", cpu_threads=2, gpu_available=False, precision="fp32")

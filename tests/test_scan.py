@@ -1,7 +1,7 @@
 import pytest
 
 from advisor import DataError, profile
-from advisor.scan import scan
+from advisor.data.scan import scan
 
 from .conftest import copy_tree, snapshot
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from advisor import backbone, datasets, images, similarity
+from advisor.nets import backbone
+
+from advisor.data import datasets, images, similarity
 
 
 @pytest.fixture(scope="module")

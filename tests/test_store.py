@@ -13,7 +13,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from advisor import calibration
+from advisor.measure import calibration
 from advisor.cli import main
 from advisor.state import MachineState
 from advisor.store import Database

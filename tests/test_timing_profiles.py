@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import advisor
-from advisor import calibration, profiles, registry, timing
+from advisor.measure import calibration, profiles, timing
+from advisor import registry
 from advisor.cli import main
-from advisor.decide import decide
+from advisor.advice.decide import decide
 from advisor.errors import AdvisorError
 from advisor.state import MachineState
 

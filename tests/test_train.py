@@ -13,9 +13,15 @@ import torch
 
 from click.testing import CliRunner
 
-from advisor import calibration, cells, engine, registry, training
+from advisor.measure import calibration
+
+from advisor.model import cells
+
+from advisor.nets import engine
+
+from advisor import registry, training
 from advisor.cli import main
-from advisor import backbone as bb
+from advisor.nets import backbone as bb
 from advisor.errors import AdvisorError, BudgetError
 from advisor.state import MachineState
 

@@ -1,5 +1,5 @@
-"""The plan: everything one decision reads, built once at the top of a command (:mod:`advisor.planning`) and
-frozen. :func:`advisor.decide.decide` turns it into a recommendation; the report's budget curve is the same plan
+"""The plan: everything one decision reads, built once at the top of a command (:mod:`advisor.advice.planning`) and
+frozen. :func:`advisor.advice.decide.decide` turns it into a recommendation; the report's budget curve is the same plan
 at other budgets (:meth:`Plan.with_budget`); the probe and ``advisor train`` read the facts, throughput, measured
 feature extraction and learned predictor from it instead of building them again."""
 
@@ -8,15 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from . import budget as budget_mod
-from . import registry
-from .rules import RuleBook
-from .registry import STRATEGY_NAMES
-from .schemas import Budget, DataFacts, DataProfile, Hardware, Quantity, Similarity, StrategyName, Throughput
-from .units import EpochEquivalents, speed_ratios
+from .. import budget as budget_mod
+from .. import registry
+from ..rules import RuleBook
+from ..registry import STRATEGY_NAMES
+from ..schemas import Budget, DataFacts, DataProfile, Hardware, Quantity, Similarity, StrategyName, Throughput
+from ..units import EpochEquivalents, speed_ratios
 
 if TYPE_CHECKING:
-    from .scan import ScannedData
+    from ..data.scan import ScannedData
 
 
 class Predictor(Protocol):
@@ -35,7 +35,7 @@ class Predictor(Protocol):
 class Plan:
     """One decision's inputs. ``hardware`` is the device planned for (a target profile's, or this one);
     ``fe`` feature extraction's accuracy measured on the images (or given by the caller), ``measure_note`` why it
-    (or the pixel baseline) was not measured; ``pixels`` the pixel baseline measured on the images (:func:`advisor.fe_accuracy.measure_pixels`);
+    (or the pixel baseline) was not measured; ``pixels`` the pixel baseline measured on the images (:func:`advisor.measure.fe_accuracy.measure_pixels`);
     ``predictor`` the learned model (None: the rules decide); ``weights`` the backbone's weights file
 (None: the packaged ImageNet weights); ``scanned``, ``profile`` and
     ``similarity`` the data folder's, when planned from images."""

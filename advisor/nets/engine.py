@@ -22,10 +22,10 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from . import backbone as bb
-from . import hardware, registry
+from .. import hardware, registry
 from . import strategies as st
-from .schemas import Hardware, RunResult
-from .units import EpochEquivalents
+from ..schemas import Hardware, RunResult
+from ..units import EpochEquivalents
 
 
 CURVE_IMAGES = 256  # validation images a dense curve's intermediate points are measured on (the final one: all)

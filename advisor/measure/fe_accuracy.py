@@ -25,11 +25,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from . import backbone as bb
-from . import engine, images, registry
-from .scan import ScannedData, fingerprint as files_fingerprint
-from .schemas import Hardware, Quantity
-from .units import accuracy_interval
+from ..nets import backbone as bb
+from ..nets import engine
+from ..data import images
+from .. import registry
+from ..data.scan import ScannedData, fingerprint as files_fingerprint
+from ..schemas import Hardware, Quantity
+from ..units import accuracy_interval
 
 SECONDS_CPU = 2.0  # embedding time the measurement may take on a CPU (the subset is sized to it)
 IMAGES_CPU = 500  # ... and at most this many images there (cross-validation's sampling error ≤ 2.3 points)

@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import calibration, profiles, registry, timing
-from . import rules as rules_mod
-from .rules import plan_batch_size, plan_resolution, standard_batch_size
-from .errors import AdvisorError
-from .schemas import DataFacts, Hardware, ProbeRun, Recommendation, StrategyName, Throughput
-from .state import MachineState
+from . import calibration, profiles, timing
+
+from .. import registry
+from .. import rules as rules_mod
+from ..rules import plan_batch_size, plan_resolution, standard_batch_size
+from ..errors import AdvisorError
+from ..schemas import DataFacts, Hardware, ProbeRun, Recommendation, StrategyName, Throughput
+from ..state import MachineState
 
 Log = Callable[[str], None]  # where progress lines go (planning.quiet, planning.stderr_log)
 
@@ -28,7 +30,7 @@ FIRST_TIMING_SECONDS: float | None = 20.0  # what timing this machine may cost a
 def measure_throughput(hw: Hardware, resolution: int, batch_size: int, backbone: str = registry.DEFAULT_BACKBONE,
                        scratch_resolution: int | None = None, n_images: int = 0, retries: int = 1,
                        budget_seconds: float | None = None) -> Throughput:
-    """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.timing`): interleaved
+    """Images/s of each strategy's training step on this device, timed now (:mod:`advisor.measure.timing`): interleaved
     rounds, the others' load measured alongside, figures checked for plausibility and re-timed ``retries``
     times when implausible.
 

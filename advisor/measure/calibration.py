@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from .state import MachineState
-from .registry import STRATEGY_NAMES
-from .schemas import DataFacts, Hardware, Quantity, StrategyName, Throughput
-from .units import EpochEquivalents
+from ..state import MachineState
+from ..registry import STRATEGY_NAMES
+from ..schemas import DataFacts, Hardware, Quantity, StrategyName, Throughput
+from ..units import EpochEquivalents
 
 PRIOR_WEIGHT = 0.5  # a zero-error pseudo-probe of this weight shrinks the correction while probes are few
 OTHER_DATA = 0.25  # a probe of other, close data counts this much: the model's error is mostly that data set's
@@ -46,7 +46,7 @@ RECORD_DAYS = 30  # a throughput record older than this is timed again (drivers,
 def _versions() -> dict[str, str]:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     return {"advisor_version": __version__, "torch_version": torch.__version__}
 
@@ -125,8 +125,8 @@ def record_throughput(state: MachineState, tp: Throughput, hw: Hardware, backbon
 
 def cached_accuracy(state: MachineState, key: str) -> Quantity | None:
     """A baseline accuracy measured earlier on the same files and settings, by this advisor version: feature
-    extraction's (``key``: :func:`advisor.fe_accuracy.fingerprint`) or the pixel baseline's
-    (:func:`advisor.fe_accuracy.pixel_fingerprint`)."""
+    extraction's (``key``: :func:`advisor.measure.fe_accuracy.fingerprint`) or the pixel baseline's
+    (:func:`advisor.measure.fe_accuracy.pixel_fingerprint`)."""
     for r in reversed(_mine(state, "feature_accuracy")):
         if r["key"] == key and r.get("advisor_version") == _versions()["advisor_version"]:
             q = Quantity.model_validate(r["accuracy"])
@@ -258,7 +258,7 @@ def export(state: MachineState) -> list[dict]:
     """Everything recorded on this machine, as plain records (``table`` says which kind)."""
     if not state.stored():
         return []
-    from .store import TABLES
+    from ..store import TABLES
 
     with state.database() as db:
         return [{"table": t, **r} for t in TABLES for r in db.read(t, state.machine)]

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import datasets, learned
-from .schemas import StrategyName
-from .units import EpochEquivalents
+from ..data import datasets
+
+from . import learned
+from ..schemas import StrategyName
+from ..units import EpochEquivalents
 
 COVERAGE = 0.8
 SHARE_EDGES = (0.02, 0.05, 0.2)  # interval buckets of the share: ≤ 1/50, ≤ 1/20, ≤ 1/5, larger

@@ -1,4 +1,4 @@
-"""Decide: turn a :class:`~advisor.plan.Plan` (facts, budget, measured throughput, measured feature
+"""Decide: turn a :class:`~advisor.advice.plan.Plan` (facts, budget, measured throughput, measured feature
 extraction) into a recommendation.
 
 The rules rule out what is infeasible and score the rest. A learned model can plug in beside them as the
@@ -9,11 +9,11 @@ explain; without one, the rule scores rank.
 from __future__ import annotations
 
 import math
-from . import registry
-from . import rules as rules_mod
+from .. import registry
+from .. import rules as rules_mod
 from .plan import Plan, Predictor
-from .registry import STRATEGY_NAMES
-from .schemas import DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName
+from ..registry import STRATEGY_NAMES
+from ..schemas import DataFacts, Hardware, Quantity, Recommendation, Settings, StrategyEstimate, StrategyName
 
 
 def _model_reasons(ranked: list[StrategyEstimate]) -> list[str]:

@@ -25,8 +25,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .errors import DataError, printable
-from .schemas import ClassCount, DataProfile
+from ..errors import DataError, printable
+from ..schemas import ClassCount, DataProfile
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 EVAL_SPLITS = ("val", "valid", "validation", "test")

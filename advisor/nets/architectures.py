@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import architecture
+from ..registry import architecture
 
 
 class BasicBlock(nn.Module):

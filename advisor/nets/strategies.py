@@ -9,7 +9,7 @@ from torch import nn
 
 from . import architectures
 from . import backbone as bb
-from .registry import Strategy, frozen_modules
+from ..registry import Strategy, frozen_modules
 
 
 def build(strategy: Strategy, n_classes: int, backbone: str = bb.DEFAULT_BACKBONE, weights: str | None = None) -> nn.Module:

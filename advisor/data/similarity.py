@@ -31,9 +31,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from . import backbone as bb
-from . import hardware, registry
-from .schemas import Hardware, Similarity
+from ..nets import backbone as bb
+from .. import hardware, registry
+from ..schemas import Hardware, Similarity
 
 RESOLUTION = 128  # fixed, so similarity scores are comparable across data sets
 SAMPLE_SIZE = 128  # images in the sample

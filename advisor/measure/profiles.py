@@ -1,10 +1,10 @@
 """Hardware profiles: what planning needs to know about the device the training will run on.
 
 A profile holds each configuration's training images/s at the resolutions advisor plans, measured on the
-device (``advisor hardware --save``, with :mod:`advisor.timing`) or **estimated** for a device nobody has
+device (``advisor hardware --save``, with :mod:`advisor.measure.timing`) or **estimated** for a device nobody has
 profiled (``--device-name a100``). Planning with a profile times nothing locally.
 
-The estimate. A measured profile (the anchor: the H100 profile shipped in ``advisor/data/profiles``) gives each
+The estimate. A measured profile (the anchor: the H100 profile shipped in ``advisor/resources/profiles``) gives each
 configuration's step time ``t``. Part of it is the device's work ``g`` — the step's FLOPs at the network family's
 effective speed, taken from timm's published RTX 3090 training figures (``../shared/throughput-priors``) and
 scaled by memory bandwidth — and the rest is the host launching kernels, which stays on another device. A step
@@ -27,11 +27,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from . import registry, store
-from .errors import AdvisorError
-from .schemas import Hardware, StrategyName, Throughput, TimingConditions
+from .. import registry, store
+from ..errors import AdvisorError
+from ..schemas import Hardware, StrategyName, Throughput, TimingConditions
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "resources"
 ACCELERATORS = DATA / "accelerators.toml"
 ANCHORS = {"h100": DATA / "profiles" / "h100.json"}  # measured profiles shipped with advisor
 # timm's training benchmark on an RTX 3090 (AMP, batch 512; benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv):
@@ -114,10 +114,12 @@ def configurations(resolution: int) -> list[registry.Strategy]:
 
 def measure(hw: Hardware, batch_size: int, resolutions=PROFILE_RESOLUTIONS, backbone: str = registry.DEFAULT_BACKBONE,
             log=lambda _: None) -> HardwareProfile:
-    """Time every configuration at each resolution on this device (:func:`advisor.timing.time_configurations`)."""
+    """Time every configuration at each resolution on this device (:func:`advisor.measure.timing.time_configurations`)."""
     import torch
 
-    from . import __version__, hardware, timing
+    from .. import __version__, hardware
+
+    from . import timing
 
     rows, conditions = [], []
     for res in resolutions:
@@ -134,7 +136,7 @@ def measure(hw: Hardware, batch_size: int, resolutions=PROFILE_RESOLUTIONS, back
     return HardwareProfile(
         device=hw, source="measured", backbone=backbone, time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         advisor_version=__version__, torch_version=torch.__version__, memory_gb=memory and round(memory, 1),
-        method="advisor.timing: best of interleaved rounds (median step of each); random pixels; one AdamW step for "
+        method="advisor.measure.timing: best of interleaved rounds (median step of each); random pixels; one AdamW step for "
                "trained configurations, a forward pass for feature extraction; peak memory per resolution",
         conditions=conditions, measurements=rows,
     )

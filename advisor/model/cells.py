@@ -12,13 +12,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import rules, store
-from .budget import epochs_in
-from .errors import AdvisorError
-from .registry import STRATEGY_NAMES
-from .schemas import Budget, DataFacts, Quantity, RunResult, Similarity, StrategyName, Throughput
+from .. import rules, store
+from ..budget import epochs_in
+from ..errors import AdvisorError
+from ..registry import STRATEGY_NAMES
+from ..schemas import Budget, DataFacts, Quantity, RunResult, Similarity, StrategyName, Throughput
 
-RESULTS_DIR = Path(__file__).parents[1] / "benchmarks" / "results"  # in a source checkout
+RESULTS_DIR = Path(__file__).parents[2] / "benchmarks" / "results"  # in a source checkout
 CPU_CELLS = RESULTS_DIR / "cells.jsonl"
 GPU_CELLS = RESULTS_DIR / "gpu" / "cells.jsonl"
 FILES = (CPU_CELLS, GPU_CELLS)
@@ -69,7 +69,7 @@ class ContributedCell(BaseModel):
     k: float | None  # epoch-equivalents the run reached (None: no budget in epochs)
     runs: dict[StrategyName, RunRecord]  # the one strategy trained
     fe_measured: Quantity | None = None  # feature extraction's cross-validated accuracy on the same data, if measured
-    pixel_measured: Quantity | None = None  # the pixel baseline's (advisor.fe_accuracy.measure_pixels), if measured
+    pixel_measured: Quantity | None = None  # the pixel baseline's (advisor.measure.fe_accuracy.measure_pixels), if measured
     speed_ratios: dict[str, float] | None = None  # each trained strategy's images/s ÷ all-layer training's, as planned
     train_images: int
     val_images: int

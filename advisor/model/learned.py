@@ -26,11 +26,15 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from . import calibration, datasets, store
-from .state import PACKAGED_MODEL
-from .registry import STRATEGY_NAMES
-from .schemas import DataFacts, Quantity, Similarity, StrategyName
-from .units import Z80, EpochEquivalents
+from ..measure import calibration
+
+from ..data import datasets
+
+from .. import store
+from ..state import PACKAGED_MODEL
+from ..registry import STRATEGY_NAMES
+from ..schemas import DataFacts, Quantity, Similarity, StrategyName
+from ..units import Z80, EpochEquivalents
 
 FEATURES = (
     "log_images", "log_classes", "log_per_class", "channels", "similarity",
@@ -297,7 +301,7 @@ def gain_table(rows: list[dict], fe_accuracy: np.ndarray | None = None) -> tuple
 
 
 def contributed_gain_table(contributed: list, typical_ratios: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Contributed cells (:class:`advisor.cells.ContributedCell`, one trained strategy each) → (rows of
+    """Contributed cells (:class:`advisor.model.cells.ContributedCell`, one trained strategy each) → (rows of
     :data:`GAIN_FEATURES`, (n, 3) gains over FE with NaN where the cell did not train that strategy, groups:
     each contributed data set its own family). Only cells with FE measured, a budget in epoch-equivalents and
     a trained strategy count; speed ratios the cell lacks are ``typical_ratios``."""
@@ -429,14 +433,14 @@ def _load(path: Path, mtime_ns: int) -> tuple[dict[str, StrategyModel], dict]:
 
 
 class LearnedPredictor:
-    """Plugs the fitted models into :func:`advisor.decide.decide` as its ``predictor``.
+    """Plugs the fitted models into :func:`advisor.advice.decide.decide` as its ``predictor``.
 
     Feature extraction: ``fe`` when it was measured on the data (or given), else the :class:`StrategyModel`'s
     prediction. The trained strategies: FE's normalised accuracy + the :class:`GainModel`'s predicted gain
     (when the bundle has one; else the absolute model). ``probes`` (calibration records: the model's errors
-    seen by probes) correct the predictions at each budget through :func:`advisor.calibration.correction`;
+    seen by probes) correct the predictions at each budget through :func:`advisor.measure.calibration.correction`;
     ``data`` names the data being advised on, whose own probes count fully; probes of other data count only
-    when it is close (:func:`advisor.calibration.closeness`).
+    when it is close (:func:`advisor.measure.calibration.closeness`).
     """
 
     def __init__(self, models: dict, card: dict, measures: Similarity | dict | None = None,
@@ -445,7 +449,7 @@ class LearnedPredictor:
         self.card, self.measures = card, measures
         self.model = models["default"]
         self.gain: GainModel | None = models.get("gain")
-        self.forecaster = models.get("forecast")  # advisor.forecast.Forecaster: the probe's short runs → the full budget
+        self.forecaster = models.get("forecast")  # advisor.model.forecast.Forecaster: the probe's short runs → the full budget
         self.probes, self.data, self.fe, self.pixels = probes or [], data, fe, pixels
         self.name = card.get("name", "strategy_model")
         self._sigma: dict[str, float] = {}  # set by predict(): each strategy's σ against FE, for confidence()

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import registry
-from .errors import BackboneError
-from .registry import DEFAULT_BACKBONE, BackboneConfig
+from .. import registry
+from ..errors import BackboneError
+from ..registry import DEFAULT_BACKBONE, BackboneConfig
 
 __all__ = ["create", "get_config", "load_weights", "normalise", "weights_path"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import printable
+from ..errors import printable
 from .scan import ImageItem
 
 

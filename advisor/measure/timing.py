@@ -4,7 +4,7 @@ Each configuration's step is timed in several interleaved rounds (so a burst of 
 configuration alike, and the least disturbed round is kept), the CPU time other processes used meanwhile is
 read from ``/proc/stat``, and every figure is checked for plausibility against the others and against the
 device's arithmetic speed (a matrix product timed alongside). The result says whether the machine was quiet
-and the figures plausible; only such timings are stored for reuse (:mod:`advisor.calibration`).
+and the figures plausible; only such timings are stored for reuse (:mod:`advisor.measure.calibration`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from . import backbone as bb
-from . import engine, registry
-from . import strategies as st
-from .registry import Strategy
-from .schemas import Hardware, TimingConditions
+from ..nets import backbone as bb
+from ..nets import engine
+from .. import registry
+from ..nets import strategies as st
+from ..registry import Strategy
+from ..schemas import Hardware, TimingConditions
 
 BUSY_LOAD = 0.25  # other processes using more than this share of all CPUs: the machine is busy
 WIDE_SPREAD = 0.35  # a configuration's median round slower than its best by more than this share: unstable

@@ -1,26 +1,29 @@
-"""Building the :class:`~advisor.plan.Plan`, shared by ``recommend``, ``probe`` and ``train``: the options
+"""Building the :class:`~advisor.advice.plan.Plan`, shared by ``recommend``, ``probe`` and ``train``: the options
 checked once (:func:`setup`), the learned predictor built from this machine's state (:func:`predictor`), and
 the folder's path scan → profile → similarity → throughput → feature extraction measured (:func:`plan_scanned`)
-or the numbers-only one (:func:`plan_numbers`). :func:`advisor.decide.decide` then turns the plan into advice.
+or the numbers-only one (:func:`plan_numbers`). :func:`advisor.advice.decide.decide` then turns the plan into advice.
 :mod:`advisor.api` is the public face over it; the probe and ``advisor train`` take a plan, never the API."""
 
 from __future__ import annotations
 
 import sys
 
-from . import backbone as bb
-from . import budget as budget_mod
-from . import calibration, fe_accuracy, hardware, images, learned, registry, similarity
-from . import rules as rules_mod
-from .rules import plan_resolution
-from .errors import AdvisorError
-from .scan import profile as profile_scan
-from .scan import ScannedData
-from .state import MachineState
-from . import throughput as throughput_mod
-from .throughput import Log, Target
+from ..nets import backbone as bb
+from .. import budget as budget_mod
+from ..measure import calibration, fe_accuracy
+from .. import hardware, registry
+from ..data import images, similarity
+from ..model import learned
+from .. import rules as rules_mod
+from ..rules import plan_resolution
+from ..errors import AdvisorError
+from ..data.scan import profile as profile_scan
+from ..data.scan import ScannedData
+from ..state import MachineState
+from ..measure import throughput as throughput_mod
+from ..measure.throughput import Log, Target
 from .plan import Plan
-from .schemas import Budget, DataFacts, Hardware, Quantity, Similarity, Throughput
+from ..schemas import Budget, DataFacts, Hardware, Quantity, Similarity, Throughput
 
 
 def quiet(_: str) -> None:
@@ -78,7 +81,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
                state: MachineState, backbone: str, weights: str | None, throughput: Throughput | None, local: bool,
                log: Log = quiet) -> Quantity | str:
     """Feature extraction trained for real on (a class-stratified subset of) the training images and
-    cross-validated (:mod:`advisor.fe_accuracy`), reused from this machine's record for the same files; or why not."""
+    cross-validated (:mod:`advisor.measure.fe_accuracy`), reused from this machine's record for the same files; or why not."""
     ips = throughput.images_per_second.get("feature_extraction") if throughput else None
     if ips and budget.seconds < facts.n_images / ips:
         return "the budget does not afford one pass over the images"
@@ -98,7 +101,7 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
 
 
 def measure_pixels(scanned: ScannedData, state: MachineState, log: Log = quiet) -> Quantity | str:
-    """The pixel baseline (:func:`advisor.fe_accuracy.measure_pixels_data`) on the training images, reused from this
+    """The pixel baseline (:func:`advisor.measure.fe_accuracy.measure_pixels_data`) on the training images, reused from this
     machine's record for the same files; or why it could not be measured."""
     key = fe_accuracy.pixel_fingerprint(scanned)
     cached = calibration.cached_accuracy(state, key)

@@ -1,0 +1,1 @@
+"""The networks advisor trains (scratch architectures, the pretrained backbone, how each strategy freezes it) and the training loop."""
