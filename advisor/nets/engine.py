@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -213,47 +213,68 @@ def run(
         epochs = equivalents.epochs(ratio)
 
     model = st.build(strat, n_classes, backbone, weights).to(hw.device).to(memory_format=hardware.memory_format(hw))
-    optimizer = torch.optim.AdamW(st.param_groups(model, strat))
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    x_train, y_train = to_device(train, hw)
     spent = _Spent(started, seconds, None if epochs is None else max(batch_size, round(epochs * n)), wall_seconds)
     curves = _Curves(val, hw, backbone, eval_points,
                      curve_steps(math.ceil(spent.total_images / batch_size), curve_points) if spent.total_images else set())
-    batches = _Batches(n, seed)
-    step, seen, trained_s, lr_now, diverged = 0, 0, 0.0, 1.0, False
-    step_s: list[float] = []
-    while spent.done < 1.0:
-        lr_now = lr_factor(spent.done)
-        for g, base in zip(optimizer.param_groups, base_lrs):
-            g["lr"] = base * lr_now
-        idx = batches.next(batch_size)
-        st.set_train_mode(model, strat, backbone)
-        t = time.perf_counter()
-        loss = guarded_step(model, optimizer, x_train, y_train, idx, strat, hw, backbone, flip, pad_fraction)
-        if loss is None:  # out of memory: try again with half the batch
-            batch_size //= 2
-            continue
-        step_s.append(time.perf_counter() - t)
-        trained_s += step_s[-1]
-        step, seen = step + 1, seen + len(idx)
-        if not math.isfinite(loss):  # diverged: nothing later can recover it
-            diverged = True
-            break
-        spent.advance(trained_s, seen, curves.eval_seconds)
-        if progress:
-            progress(spent.done)
-        curves.after_step(model, step, seen, lr_now, trained_s, spent.done)
-    if diverged:
+    done = _train(model, strat, to_device(train, hw), hw, backbone, spent, curves, _Batches(n, seed), batch_size, flip,
+                  pad_fraction, progress)
+    if done.diverged:
         if progress:
             progress(1.0)
-        curves.evaluate(model, trained_s)
+        curves.evaluate(model, done.trained_s)
     if curve_points > 0:
-        curves.dense.append((step, seen, round(lr_now, 4), round(trained_s, 3), curves.curve[-1][1]))
-    steady = batch_size / statistics.median(step_s[1:]) if len(step_s) >= 3 else None
-    return RunResult(strategy=strat.name, val_accuracy=curves.curve[-1][1], steps=step, epochs=seen / n, seconds=trained_s,
-                     images_per_second=seen / max(trained_s, 1e-9), curve=curves.curve, batch_size=batch_size,
-                     peak_memory_mb=hardware.peak_memory_mb(hw), variant=strat.variant, step_images_per_second=steady,
-                     dense=curves.dense, diverged=diverged)
+        curves.dense.append((done.step, done.seen, round(done.lr, 4), round(done.trained_s, 3), curves.curve[-1][1]))
+    steady = done.batch_size / statistics.median(done.step_s[1:]) if len(done.step_s) >= 3 else None
+    return RunResult(strategy=strat.name, val_accuracy=curves.curve[-1][1], steps=done.step, epochs=done.seen / n,
+                     seconds=done.trained_s, images_per_second=done.seen / max(done.trained_s, 1e-9), curve=curves.curve,
+                     batch_size=done.batch_size, peak_memory_mb=hardware.peak_memory_mb(hw), variant=strat.variant,
+                     step_images_per_second=steady, dense=curves.dense, diverged=done.diverged)
+
+
+@dataclass
+class _Done:
+    """Where a training loop stopped: steps, images seen, training seconds, the last LR factor, the batch size
+    (halved on out-of-memory), each step's seconds, and whether the loss diverged."""
+
+    batch_size: int
+    step: int = 0
+    seen: int = 0
+    trained_s: float = 0.0
+    lr: float = 1.0
+    diverged: bool = False
+    step_s: list[float] = field(default_factory=list)
+
+
+def _train(model: nn.Module, strat: registry.Strategy, train: tuple[torch.Tensor, torch.Tensor], hw: Hardware, backbone: str,
+           spent: "_Spent", curves: "_Curves", batches: "_Batches", batch_size: int, flip: bool, pad_fraction: float,
+           progress=None) -> _Done:
+    """The loop of :func:`run`: AdamW with warm-up and cosine decay until ``spent`` says the budget is used,
+    evaluating as ``curves`` asks; stops early on a loss that is no longer finite."""
+    optimizer = torch.optim.AdamW(st.param_groups(model, strat))
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    done = _Done(batch_size)
+    while spent.done < 1.0:
+        done.lr = lr_factor(spent.done)
+        for g, base in zip(optimizer.param_groups, base_lrs):
+            g["lr"] = base * done.lr
+        idx = batches.next(done.batch_size)
+        st.set_train_mode(model, strat, backbone)
+        t = time.perf_counter()
+        loss = guarded_step(model, optimizer, *train, idx, strat, hw, backbone, flip, pad_fraction)
+        if loss is None:  # out of memory: try again with half the batch
+            done.batch_size //= 2
+            continue
+        done.step_s.append(time.perf_counter() - t)
+        done.trained_s += done.step_s[-1]
+        done.step, done.seen = done.step + 1, done.seen + len(idx)
+        if not math.isfinite(loss):  # diverged: nothing later can recover it
+            done.diverged = True
+            break
+        spent.advance(done.trained_s, done.seen, curves.eval_seconds)
+        if progress:
+            progress(spent.done)
+        curves.after_step(model, done.step, done.seen, done.lr, done.trained_s, spent.done)
+    return done
 
 
 class _Spent:
