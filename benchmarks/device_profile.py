@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,16 +23,7 @@ import torch
 import advisor
 from advisor.nets import engine
 from advisor import hardware, registry
-
-
-def configurations(resolution: int) -> list[registry.Strategy]:
-    out = [registry.get("feature_extraction")]
-    out += [registry.resolve("fine_tune", resolution, 0, depth=d) for d in registry.FINE_TUNE_DEPTHS]
-    out.append(registry.get("retrain"))
-    for arch in registry.ARCHITECTURES.values():
-        if arch.min_resolution <= resolution <= (arch.max_resolution or resolution):
-            out.append(replace(registry.get("scratch"), arch=arch.name))
-    return out
+from advisor.measure.profiles import configurations
 
 
 def measure(strategy: registry.Strategy, resolution: int, batch: int, hw, min_steps: int, min_seconds: float) -> dict:
