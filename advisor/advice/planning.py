@@ -7,6 +7,7 @@ or the numbers-only one (:func:`plan_numbers`). :func:`advisor.advice.decide.dec
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from ..nets import backbone as bb
 from .. import budget as budget_mod
@@ -87,13 +88,21 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
         return "the budget does not afford one pass over the images"
     res = plan_resolution(facts.resolution, book)
     size = fe_accuracy.subset_size(facts.n_images, hw, ips if local else None)
-    key = fe_accuracy.fingerprint(scanned, backbone, res, weights)
+    return _measured_once(state, fe_accuracy.fingerprint(scanned, backbone, res, weights), scanned, log, "feature extraction",
+                          f"on {size} images at {res}px (frozen {backbone}, {fe_accuracy.FOLDS}-fold cross-validation)",
+                          lambda: fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights))
+
+
+def _measured_once(state: MachineState, key: str, scanned: ScannedData, log: Log, what: str, how: str,
+                   measure: Callable[[], Quantity | str]) -> Quantity | str:
+    """A baseline accuracy from this machine's record under ``key``, else ``measure()`` now and recorded; or why
+    it could not be measured."""
     cached = calibration.cached_accuracy(state, key)
     if cached:
-        log(f"feature extraction's accuracy from this machine's record ({cached.value:.1%})")
+        log(f"{what}'s accuracy from this machine's record ({cached.value:.1%})")
         return cached
-    log(f"measuring feature extraction on {size} images at {res}px (frozen {backbone}, {fe_accuracy.FOLDS}-fold cross-validation) …")
-    found = fe_accuracy.measure_data(scanned, hw, res, size, backbone, weights)
+    log(f"measuring {what} {how} …")
+    found = measure()
     if isinstance(found, Quantity):
         log(f"  {found.value:.1%} (80 % interval {found.low:.1%}–{found.high:.1%})")
         calibration.record_accuracy(state, key, str(scanned.root), found)  # a read-only store warns once and stores nothing
@@ -103,17 +112,9 @@ def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardw
 def measure_pixels(scanned: ScannedData, state: MachineState, log: Log = quiet) -> Quantity | str:
     """The pixel baseline (:func:`advisor.measure.fe_accuracy.measure_pixels_data`) on the training images, reused from this
     machine's record for the same files; or why it could not be measured."""
-    key = fe_accuracy.pixel_fingerprint(scanned)
-    cached = calibration.cached_accuracy(state, key)
-    if cached:
-        return cached
-    log(f"measuring the pixel baseline on up to {fe_accuracy.PIXEL_IMAGES} images at {fe_accuracy.PIXEL_SIDE}px "
-        f"(a linear classifier on raw pixels, {fe_accuracy.FOLDS}-fold cross-validation) …")
-    found = fe_accuracy.measure_pixels_data(scanned)
-    if isinstance(found, Quantity):
-        log(f"  {found.value:.1%}")
-        calibration.record_accuracy(state, key, str(scanned.root), found)
-    return found
+    return _measured_once(state, fe_accuracy.pixel_fingerprint(scanned), scanned, log, "the pixel baseline",
+                          f"on up to {fe_accuracy.PIXEL_IMAGES} images at {fe_accuracy.PIXEL_SIDE}px (a linear classifier on "
+                          f"raw pixels, {fe_accuracy.FOLDS}-fold cross-validation)", lambda: fe_accuracy.measure_pixels_data(scanned))
 
 
 def plan_scanned(
