@@ -3,14 +3,8 @@ the planning steps live in :mod:`advisor.advice.planning`, the plan they build i
 
 from __future__ import annotations
 
-import inspect
 import os
 
-from pydantic import ValidationError
-
-from .measure import profiles
-
-from . import registry
 from .advice.decide import decide
 from .errors import AdvisorError
 from .advice.plan import Plan
@@ -19,7 +13,7 @@ from .data.scan import profile as profile_scan
 from .data.scan import scan
 from .state import MachineState
 from .measure.throughput import Log, Target
-from .schemas import DataFacts, DataProfile, ProbeOptions, ProbeResult, Recommendation
+from .schemas import AdviceOptions, DataFacts, DataProfile, PlanOptions, ProbeOptions, ProbeResult, Recommendation
 
 
 def profile(data: str | os.PathLike) -> DataProfile:
@@ -29,110 +23,84 @@ def profile(data: str | os.PathLike) -> DataProfile:
 
 def plan(
     data: str | os.PathLike | None = None,
+    options: PlanOptions | None = None,
     *,
-    gpu_hours: float | None = None,
-    hours: float | None = None,
-    minutes: float | None = None,
-    n_images: int | None = None,
-    n_classes: int | None = None,
-    similarity: float | None = None,
-    resolution: int = 224,
-    channels: int = 3,
-    device: str | None = None,
-    backbone: str = registry.DEFAULT_BACKBONE,
-    weights: str | None = None,
-    rules: str | os.PathLike | None = None,
-    measure: bool = True,
-    use_model: bool = True,
-    progress: bool = False,
     log: Log = quiet,
     state: MachineState | None = None,
-    hardware: str | os.PathLike | profiles.HardwareProfile | None = None,
-    device_name: str | None = None,
-    retime: bool = False,
-    fe_accuracy: float | None = None,
+    **fields,
 ) -> Plan:
     """Everything the advice for a labelled image folder (``data``) or, without images, for numbers rests on:
     a frozen :class:`~advisor.advice.plan.Plan` that :func:`decide` turns into a recommendation.
 
-    Numbers-only form: give ``n_images``, ``n_classes`` and ``similarity`` (0–1) instead of ``data``.
-    The budget is one of ``gpu_hours``, ``hours`` (of the device here) or ``minutes``.
-    With ``measure=False`` no throughput is measured and no times or epochs are estimated. The learned model
-    (when one is packaged, see ``benchmarks/fit_model.py``) ranks what the rules leave feasible unless
-    ``use_model=False``. ``state`` says where this machine's calibration records and the learned model are
-    (default: :class:`MachineState` ``()``, i.e. ``$ADVISOR_HOME`` and the packaged model).
-    Plan for another device with ``hardware`` (a profile saved by ``advisor hardware --save``) or
-    ``device_name`` (an estimated profile, e.g. ``"a100"``); ``retime`` times this device afresh.
-    Feature extraction's accuracy is measured on the images (cross-validated, reused for the same files);
-    ``fe_accuracy`` (0–1) gives it instead, e.g. with numbers only — without it, there, FE is predicted.
+    ``options`` is a :class:`PlanOptions`; its fields may be given as keywords instead (``fields``, checked
+    once: a bad value or an unknown name raises one :class:`AdvisorError`). Numbers-only form: ``n_images``,
+    ``n_classes`` and ``similarity`` (0–1) instead of ``data``. The budget is one of ``gpu_hours``, ``hours`` (of
+    the device here) or ``minutes``. With ``measure=False`` no throughput is measured and no times or epochs
+    are estimated. The learned model (when one is packaged, see ``benchmarks/fit_model.py``) ranks what the rules
+    leave feasible unless ``use_model=False``. Plan for another device with ``hardware`` (a profile saved by
+    ``advisor hardware --save``) or ``device_name`` (an estimated profile, e.g. ``"a100"``); ``retime`` times
+    this device afresh. Feature extraction's accuracy is measured on the images (cross-validated, reused for the
+    same files); ``fe_accuracy`` (0–1) gives it instead — without it, with numbers only, FE is predicted.
+    ``state`` says where this machine's calibration records and the learned model are (default:
+    :class:`MachineState` ``()``, i.e. ``$ADVISOR_HOME`` and the packaged model); ``log`` gets progress lines.
     """
-    target = Target.make(hardware, device_name, retime)
-    book, hw, _, budget = setup(rules, device, backbone, target, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    o = PlanOptions.of(options, **fields)
+    target = Target.make(o.hardware, o.device_name, o.retime)
+    book, hw, _, budget = setup(o.rules, o.device, o.backbone, target, gpu_hours=o.gpu_hours, hours=o.hours, minutes=o.minutes)
     state = state or MachineState()
-    fe = given_fe(fe_accuracy)
+    fe = given_fe(o.fe_accuracy)
     if data is not None:
-        if any(v is not None for v in (n_images, n_classes, similarity)):
+        if any(v is not None for v in (o.n_images, o.n_classes, o.similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
         log(f"scanning {data} …")
-        return plan_scanned(scan(data, progress=progress), budget, hw, book, state, backbone, weights, measure, use_model, log,
-                            target, fe)
-    if n_images is None or n_classes is None or similarity is None:
+        return plan_scanned(scan(data, progress=o.progress), budget, hw, book, state, o.backbone, o.weights, o.measure,
+                            o.use_model, log, target, fe)
+    if o.n_images is None or o.n_classes is None or o.similarity is None:
         raise AdvisorError("Without a data folder, give n_images, n_classes and similarity (0–1).")
     try:
-        facts = DataFacts(n_images=n_images, n_classes=n_classes, similarity=similarity, resolution=resolution, channels=channels)
+        facts = DataFacts(n_images=o.n_images, n_classes=o.n_classes, similarity=o.similarity, resolution=o.resolution,
+                          channels=o.channels)
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
-    return plan_numbers(facts, budget, hw, book, state, backbone, measure, use_model, log, target, fe)
+    return plan_numbers(facts, budget, hw, book, state, o.backbone, o.measure, o.use_model, log, target, fe)
 
 
-def recommend(data: str | os.PathLike | None = None, **options) -> Recommendation:
+def recommend(data: str | os.PathLike | None = None, options: PlanOptions | None = None, *, log: Log = quiet,
+              state: MachineState | None = None, **fields) -> Recommendation:
     """Recommend a strategy for a labelled image folder (``data``) or, without images, from numbers:
-    ``decide(plan(data, **options))``; the options are :func:`plan`'s.
+    ``decide(plan(data, options, log=log, state=state, **fields))``; the options are :class:`PlanOptions`'.
 
     >>> rec = recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
     >>> rec.strategy
     'fine_tune'
     """
-    return decide(plan(data, **options))
-
-
-recommend.__signature__ = inspect.signature(plan).replace(return_annotation=Recommendation)
-
-
-def probe_options(**options) -> ProbeOptions:
-    """The probe's options (:class:`ProbeOptions`' fields), checked: a bad value raises one :class:`AdvisorError`."""
-    try:
-        return ProbeOptions(**options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise AdvisorError(f"Invalid probe option {'.'.join(map(str, err['loc'])) or ''}: {err['msg']}.") from None
+    return decide(plan(data, options, log=log, state=state, **fields))
 
 
 def probe(
     data: str | os.PathLike,
+    options: ProbeOptions | None = None,
+    advice: AdviceOptions | None = None,
     *,
-    gpu_hours: float | None = None,
-    hours: float | None = None,
-    minutes: float | None = None,
-    device: str | None = None,
-    backbone: str = registry.DEFAULT_BACKBONE,
-    weights: str | None = None,
-    rules: str | os.PathLike | None = None,
-    use_model: bool = True,
     log: Log = quiet,
     state: MachineState | None = None,
-    **options,
+    **fields,
 ) -> ProbeResult:
-    """Plan for the images in ``data`` on this machine (as :func:`plan`), then check the advice with short real
-    training runs of every strategy (:func:`advisor.probing.probe`). ``options``: :class:`ProbeOptions`' fields —
-    ``fraction``, ``seconds``, ``steps``, ``max_train``, ``max_val``, ``resolution``, ``strategies``, ``progress``,
-    ``save`` — checked before any work."""
+    """Plan for the images in ``data`` on this machine (as :func:`plan`, with ``advice``: the budget, device,
+    backbone, rules, model), then check the advice with short real training runs of every strategy
+    (:func:`advisor.probing.probe`, with ``options``: ``fraction``, ``seconds``, ``steps``, ``max_train``,
+    ``max_val``, ``resolution``, ``strategies``, ``progress``, ``save``). Fields of either may be given as
+    keywords instead; all are checked before any work."""
     from .probing import probe as run
 
-    checked = probe_options(**options)
+    unknown = set(fields) - set(ProbeOptions.model_fields) - set(AdviceOptions.model_fields)
+    if unknown:  # neither model's: name both lists
+        raise AdvisorError(f"Unknown option '{sorted(unknown)[0]}'; the options are: "
+                           f"{', '.join([*ProbeOptions.model_fields, *AdviceOptions.model_fields])}.")
+    checked = ProbeOptions.of(options, **{k: v for k, v in fields.items() if k in ProbeOptions.model_fields})
+    advising = AdviceOptions.of(advice, **{k: v for k, v in fields.items() if k in AdviceOptions.model_fields and k != "progress"})
     state = state or MachineState()
-    planned = plan(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone, weights=weights,
-                   rules=rules, use_model=use_model, progress=checked.progress, log=log, state=state)
+    planned = plan(data, PlanOptions.of(None, **{**dict(advising), "progress": checked.progress}), log=log, state=state)
     return run(planned, checked, state, log)
 
 

@@ -8,7 +8,8 @@ from .errors import BudgetError
 from .schemas import Budget, Hardware
 
 
-def _positive(value: object, what: str) -> float:
+def positive(value: object, what: str) -> float:
+    """``value`` as a finite number > 0, else one :class:`BudgetError` naming ``what``."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -24,7 +25,7 @@ def make(hw: Hardware, gpu_hours: object = None, hours: object = None, minutes: 
     if len(given) != 1:
         raise BudgetError("Give the budget once: --gpu-hours, --hours or --minutes.")
     (kind, value), = given.items()
-    number = _positive(value, kind.replace("_", "-"))
+    number = positive(value, kind.replace("_", "-"))
     seconds = number * (60 if kind == "minutes" else 3600)
     label = {"gpu_hours": "GPU-hour", "hours": "hour", "minutes": "minute"}[kind] + ("" if number == 1 else "s")
     note = ""

@@ -15,6 +15,7 @@ from . import report
 from .registry import BACKBONES, DEFAULT_BACKBONE, STRATEGY_NAMES
 from .errors import AdvisorError, printable
 from .state import MachineState
+from .schemas import ProbeOptions
 
 
 def _user_errors(func):
@@ -106,7 +107,7 @@ def recommend(data, device, backbone, weights, rules, as_json, no_model, gpu_hou
     from .advice.decide import decide
 
     state, log = MachineState(), _log(as_json)
-    options = api.probe_options(progress=not as_json) if with_probe else None  # checked before any work
+    options = ProbeOptions.of(progress=not as_json) if with_probe else None  # checked before any work
     plan = api.plan(data, gpu_hours=gpu_hours, hours=hours, minutes=minutes, device=device, backbone=backbone,
                     weights=weights, rules=rules, use_model=not no_model, progress=not (with_probe and as_json), log=log, state=state,
                     hardware=hardware_file, device_name=device_name, retime=retime, fe_accuracy=fe_accuracy)

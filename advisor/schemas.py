@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .registry import STRATEGY_NAMES, StrategyName
+from .registry import DEFAULT_BACKBONE, STRATEGY_NAMES, StrategyName
 
 Source = Literal["measured", "rule", "estimated", "user", "model", "forecast"]
 
@@ -259,10 +260,77 @@ class ProbeRun(RunResult):
     note: str = ""
 
 
-class ProbeOptions(BaseModel):
-    """How the probe runs, checked once where the caller gives them (bad values raise one :class:`AdvisorError`)."""
+class Options(BaseModel):
+    """A caller's options for one entry point, typed and checked once at the boundary (:meth:`of`)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    @classmethod
+    def of(cls, given: "Options | None" = None, **fields):
+        """``given`` (default: the defaults) with ``fields`` set, checked: a bad value or an unknown name raises
+        one :class:`AdvisorError` line."""
+        from .errors import AdvisorError  # the user's mistake: one line, not a validation report
+
+        try:
+            return cls.model_validate({**(dict(given) if given is not None else {}), **fields})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(map(str, err["loc"]))
+            if err["type"] == "extra_forbidden":
+                raise AdvisorError(f"Unknown option '{name}'; the options are: {', '.join(cls.model_fields)}.") from None
+            raise AdvisorError(f"Invalid option {name}: {err['msg']}.") from None
+
+
+class AdviceOptions(Options):
+    """What every entry point advises with: the budget (one of three units), the device, backbone, rules and
+    whether the learned model ranks."""
+
+    gpu_hours: float | None = Field(None, description="budget in GPU-hours of the device planned for")
+    hours: float | None = Field(None, description="budget in hours of the device here")
+    minutes: float | None = Field(None, description="budget in minutes of the device here")
+    device: str | None = Field(None, description="'cpu' or 'cuda' (default: CUDA when present)")
+    backbone: str = Field(DEFAULT_BACKBONE, description="the pretrained backbone (registry.BACKBONES)")
+    weights: str | None = Field(None, description="a local weights file for the backbone")
+    rules: str | Path | None = Field(None, description="a rules TOML file instead of the packaged one")
+    use_model: bool = Field(True, description="let the learned model (when packaged) rank what the rules leave feasible")
+    progress: bool = Field(False, description="show progress bars on long steps")
+
+    @field_validator("gpu_hours", "hours", "minutes", mode="before")
+    @classmethod
+    def _budget(cls, value, info):
+        from .budget import positive  # the budget's own one-line message (e.g. "--gpu-hours must be a number")
+
+        return None if value is None else positive(value, info.field_name.replace("_", "-"))
+
+
+class PlanOptions(AdviceOptions):
+    """:func:`advisor.api.plan`'s options: for a folder, or numbers without images (``n_images``, ``n_classes``,
+    ``similarity``, with ``resolution`` and ``channels``), on this device or another."""
+
+    n_images: int | None = None
+    n_classes: int | None = None
+    similarity: float | None = Field(None, description="0–1: how close the images are to ImageNet's")
+    resolution: int = Field(224, description="numbers only: the images' side in pixels")
+    channels: int = Field(3, description="numbers only: 1 (grey) or 3 (colour)")
+    measure: bool = Field(True, description="measure throughput (False: no times or epochs are estimated)")
+    hardware: Any = Field(None, description="plan for the device of a profile: its path (advisor hardware --save) "
+                          "or a HardwareProfile")
+    device_name: str | None = Field(None, description="plan for a named device from an estimated profile, e.g. 'a100'")
+    retime: bool = Field(False, description="time this device afresh instead of reusing its record")
+    fe_accuracy: float | None = Field(None, description="feature extraction's accuracy (0–1) instead of measuring it")
+
+
+class TrainOptions(AdviceOptions):
+    """:func:`advisor.training.train`'s options."""
+
+    strategy: str | None = Field(None, description="train this strategy instead of the advised one")
+    out: str | Path | None = Field(None, description="the run's new folder (default: advisor-runs/<data>-<strategy>-<time>)")
+    force: bool = Field(False, description="reuse ``out`` if it holds an earlier run of advisor's")
+    progress: bool = True
+
+
+class ProbeOptions(Options):
+    """How the probe runs, checked once where the caller gives them (bad values raise one :class:`AdvisorError`)."""
 
     fraction: float = Field(0.05, description="share of the budget the probe may spend (see probing.probe_seconds)")
     seconds: float | None = Field(None, description="total probe time instead of fraction")

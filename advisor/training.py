@@ -47,7 +47,7 @@ from .advice.decide import decide
 from .errors import AdvisorError, BudgetError, DataError, printable
 from .advice.plan import Plan
 from .data.scan import IMAGE_EXTENSIONS, ImageItem, fingerprint, scan
-from .schemas import DataFacts, Prediction, Quantity, Settings, TrainResult
+from .schemas import DataFacts, Prediction, Quantity, Settings, TrainOptions, TrainResult
 from .state import MachineState
 from .units import accuracy_interval
 
@@ -370,30 +370,23 @@ def _items(pairs) -> list[ImageItem]:
 
 def train(
     data: str | os.PathLike,
+    options: TrainOptions | None = None,
     *,
-    gpu_hours: float | None = None,
-    hours: float | None = None,
-    minutes: float | None = None,
-    strategy: str | None = None,
-    out: str | os.PathLike | None = None,
-    force: bool = False,
-    device: str | None = None,
-    backbone: str = registry.DEFAULT_BACKBONE,
-    weights: str | None = None,
-    rules: str | os.PathLike | None = None,
-    use_model: bool = True,
-    progress: bool = True,
     log: planning.Log = planning.quiet,
     state: MachineState | None = None,
     started: float | None = None,
+    **fields,
 ) -> TrainResult:
     """Advise, then train ``strategy`` (default: the advised one) with the advised settings on every training
-    image within the budget; the run, its model and its record go to ``out`` (a new folder). The budget's clock
-    starts at ``started`` (a ``time.perf_counter()`` value; default: now), so a caller can count its own start-up."""
+    image within the budget; the run, its model and its record go to ``out`` (a new folder). ``options`` is a
+    :class:`TrainOptions`; its fields may be given as keywords instead, checked once. The budget's clock starts
+    at ``started`` (a ``time.perf_counter()`` value; default: now), so a caller can count its own start-up."""
     clock = _Clock(started=started)
+    o = TrainOptions.of(options, **fields)
+    strategy, out, force, progress = o.strategy, o.out, o.force, o.progress
     if strategy is not None and strategy not in registry.STRATEGY_NAMES:
         raise AdvisorError(f"Unknown strategy '{strategy}'; choose one of: {', '.join(registry.STRATEGY_NAMES)}.")
-    book, hw, _, budget = planning.setup(rules, device, backbone, gpu_hours=gpu_hours, hours=hours, minutes=minutes)
+    book, hw, _, budget = planning.setup(o.rules, o.device, o.backbone, gpu_hours=o.gpu_hours, hours=o.hours, minutes=o.minutes)
     if budget.seconds < MIN_SECONDS:
         raise BudgetError(f"A budget of {budget.seconds:.1f} s is too small to train anything (at least {MIN_SECONDS:g} s).")
     run_dir = Path(out) if out is not None else _default_run_dir(Path(data), strategy)
@@ -401,7 +394,7 @@ def train(
     state = state or MachineState()
     log(f"scanning {data} …")
     scanned = scan(data, progress=progress)
-    planned = planning.plan_scanned(scanned, budget, hw, book, state, backbone, weights, use_model=use_model, log=log)
+    planned = planning.plan_scanned(scanned, budget, hw, book, state, o.backbone, o.weights, use_model=o.use_model, log=log)
     rec = decide(planned)
     name = strategy or rec.strategy
     train_items, val_items = _split(scanned)

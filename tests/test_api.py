@@ -79,6 +79,36 @@ def test_the_docstring_examples_hold():
     assert tried > 0 and failed == 0
 
 
+def test_the_public_api_takes_typed_options(tmp_path):
+    """No entry point takes more than 8 parameters: the options are typed objects, given whole or as keywords —
+    the same advice either way — and a misspelt or mistyped one is one AdvisorError before any work."""
+    import inspect
+
+    from advisor import api
+    from advisor.schemas import PlanOptions
+
+    for name in ("plan", "recommend", "probe", "profile", "budget_curve"):
+        params = [p for p in inspect.signature(getattr(api, name)).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        assert len(params) <= 8, name
+    for name in ("train", "measure_throughput"):
+        params = [p for p in inspect.signature(getattr(advisor, name)).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        assert len(params) <= 8, name
+    numbers = dict(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False, use_model=False)
+    state = advisor.state.MachineState(home=tmp_path / "home")
+    as_keywords = advisor.recommend(state=state, **numbers)
+    as_object = advisor.recommend(None, PlanOptions(**numbers), state=state)
+    overridden = advisor.recommend(None, PlanOptions(**{**numbers, "minutes": 1}), state=state, minutes=10)
+    assert as_keywords.model_dump(exclude={"time"}) == as_object.model_dump(exclude={"time"}) == overridden.model_dump(exclude={"time"})
+    with pytest.raises(AdvisorError, match="Unknown option 'gpu_hour'"):
+        advisor.recommend(n_images=500, n_classes=5, similarity=0.7, gpu_hour=1)
+    with pytest.raises(AdvisorError, match="Invalid option n_images"):
+        advisor.recommend(n_images="many", n_classes=5, similarity=0.7, minutes=1)
+    with pytest.raises(AdvisorError, match="Unknown option 'fractoin'"):
+        advisor.probe(tmp_path / "no-such-folder", minutes=1, fractoin=0.1)
+    with pytest.raises(AdvisorError, match="Invalid option out"):
+        advisor.train(tmp_path / "no-such-folder", minutes=1, out=3.5j)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_images=100, n_classes=1, similarity=0.5), "n_classes"),
     (dict(n_images=100, n_classes=5), "give n_images, n_classes and similarity"),
@@ -206,3 +236,15 @@ def test_the_folders_follow_the_data_path():
                     continue
                 assert _layer(name) <= own, f"{'/'.join(parts)}.py imports {name} from a layer above its own"
                 assert name != "api" or parts[0] in ("cli", "__init__"), f"{'/'.join(parts)}.py imports the API"
+
+
+def test_no_function_runs_over_60_lines():
+    """Every function in advisor/ reads on one screen (≤ 60 lines, signature and docstring included)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(advisor.__file__).parent
+    long = [f"{p.relative_to(root)}:{n.name} ({n.end_lineno - n.lineno + 1})"
+            for p in root.rglob("*.py") for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    assert not long, long

@@ -503,21 +503,14 @@ class LearnedPredictor:
         gap = self._norm[best] - self._norm[other]
         return 1.0 if sigma <= 0 else 0.5 * (1 + math.erf(gap / (sigma * math.sqrt(2))))
 
-    def predict(self, facts: DataFacts, budget: EpochEquivalents | None,
-                ratios: dict[str, float] | None = None) -> dict[StrategyName, Quantity]:
-        """Each strategy's accuracy with its interval; nothing when the budget is unknown in epoch-equivalents
-        (no throughput measured). ``ratios`` as for :meth:`normalised`."""
-        if budget is None:
-            return {}
-        k = budget.value
-        norm = self.normalised(facts, budget, ratios)
-        offsets, used = calibration.correction(self.probes, budget, self.data, facts)
-        if self.fe is not None:
-            offsets.pop("feature_extraction", None)  # measured: nothing to correct
-        note = (f"; corrected by {used} probe(s) of this or close data on this machine: "
-                + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if used else ""
+    def _region(self, facts: DataFacts, budget: EpochEquivalents, fe_normalised: float,
+                ratios: dict[str, float] | None) -> tuple[str, float, np.ndarray | None, str]:
+        """Where the query lies against the fitted region ("inside" | "near" | "outside", its distance), the gain
+        model's interval half-widths for it (None without a gain model), and what the detail should say of it
+        (inputs not measured, the region); sets :attr:`domain_note`."""
+        note, gain_widths = "", None
         if self.gain is not None:
-            row = self._gain_row(facts, budget, norm[0], ratios)
+            row = self._gain_row(facts, budget, fe_normalised, ratios)
             where, distance, beyond = self.gain.domain(row)
             gain_widths = self.gain.half_widths(row)
             if not self.gain.uses_pixels(row):
@@ -531,8 +524,23 @@ class LearnedPredictor:
                 feature_row(facts.n_images, facts.n_classes, facts.channels, facts.similarity, budget, self.measures))
         self.domain_note = (f"{where} the region the model was fitted on — " + ", ".join(beyond)
                             + f": a guess, its interval widened ×{1 + distance:.2g}") if beyond else ""
-        if beyond:
-            note += "; " + self.domain_note
+        return where, distance, gain_widths, (note + "; " + self.domain_note) if beyond else note
+
+    def predict(self, facts: DataFacts, budget: EpochEquivalents | None,
+                ratios: dict[str, float] | None = None) -> dict[StrategyName, Quantity]:
+        """Each strategy's accuracy with its interval; nothing when the budget is unknown in epoch-equivalents
+        (no throughput measured). ``ratios`` as for :meth:`normalised`."""
+        if budget is None:
+            return {}
+        k = budget.value
+        norm = self.normalised(facts, budget, ratios)
+        offsets, used = calibration.correction(self.probes, budget, self.data, facts)
+        if self.fe is not None:
+            offsets.pop("feature_extraction", None)  # measured: nothing to correct
+        note = (f"; corrected by {used} probe(s) of this or close data on this machine: "
+                + ", ".join(f"{s} {v:+.3f}" for s, v in offsets.items())) if used else ""
+        where, distance, gain_widths, said = self._region(facts, budget, norm[0], ratios)
+        note += said
         mu = np.clip(norm + np.array([offsets.get(s, 0.0) for s in STRATEGY_NAMES]), EPS, 1 - EPS)
         self._norm = dict(zip(STRATEGY_NAMES, mu))
         span = _span(facts.n_classes)

@@ -164,17 +164,12 @@ def run(
     n_classes: int,
     hw: Hardware,
     *,
-    seconds: float | None = None,
-    epochs: float | None = None,
-    equivalents: EpochEquivalents | None = None,
+    seconds: float | None = None, epochs: float | None = None, equivalents: EpochEquivalents | None = None,  # one budget
     speed_ratio: float | None = None,
     batch_size: int = 32,
-    flip: bool = True,
-    pad_fraction: float = 1 / 8,
-    backbone: str = registry.DEFAULT_BACKBONE,
-    weights: str | None = None,
-    eval_points: int = 4,
-    curve_points: int = 0,
+    flip: bool = True, pad_fraction: float = 1 / 8,  # augmentation
+    backbone: str = registry.DEFAULT_BACKBONE, weights: str | None = None,
+    eval_points: int = 4, curve_points: int = 0,
     seed: int = 0,
     progress=None,
     wall_seconds: float | None = None,
@@ -183,14 +178,14 @@ def run(
 
     * ``seconds`` of training time (evaluation excluded),
     * ``epochs`` passes over ``train``, or
-    * ``equivalents``: a budget in :class:`EpochEquivalents`, comparable across hardware. It is spent as the
-      images that time buys at the strategy's measured speed: k × ``speed_ratio`` epochs, where ``speed_ratio`` = the strategy's images/s ÷ all-layer training's
-      (measured with :func:`measure_speed_ratio` when not given), so other load on the machine cannot shift budgets.
+    * ``equivalents``: a budget in :class:`EpochEquivalents`, comparable across hardware, spent as the images
+      that time buys at the strategy's speed: k × ``speed_ratio`` epochs (the strategy's images/s ÷ all-layer
+      training's; measured with :func:`measure_speed_ratio` when not given), so other load cannot shift budgets.
 
     ``wall_seconds`` also bounds the whole run's wall time — building, evaluations, the final one included
-    (estimated by the last) — to within about one step. Feature extraction ignores the budget: it embeds once and fits a classifier. ``progress``, if given,
-    is called with the fraction of the budget used (0–1). On CUDA out-of-memory the batch size is halved; a loss
-    that becomes NaN or infinite stops the run (:attr:`RunResult.diverged`).
+    (estimated by the last) — to within about one step. Feature extraction ignores the budget: it embeds once
+    and fits a classifier. ``progress``, if given, is called with the fraction of the budget used (0–1). On CUDA
+    out-of-memory the batch size is halved; a loss that becomes NaN or infinite stops the run (:attr:`RunResult.diverged`).
     ``curve_points`` > 0 also records a dense curve (:attr:`RunResult.dense`) at log-spaced steps of an
     ``epochs`` or ``equivalents`` budget, for learning-curve forecasts.
     ``strategy`` is a name (scratch gets the network sized to ``train``) or a concrete :class:`Strategy`.
@@ -206,12 +201,9 @@ def run(
         if progress:
             progress(1.0)
         return result
-    n = len(train[0])
-    batch_size = min(batch_size, n)
+    n, batch_size = len(train[0]), min(batch_size, len(train[0]))
     if equivalents is not None:
-        ratio = speed_ratio or measure_speed_ratio(strat, train[0].shape[-1], batch_size, hw, backbone)
-        epochs = equivalents.epochs(ratio)
-
+        epochs = equivalents.epochs(speed_ratio or measure_speed_ratio(strat, train[0].shape[-1], batch_size, hw, backbone))
     model = st.build(strat, n_classes, backbone, weights).to(hw.device).to(memory_format=hardware.memory_format(hw))
     spent = _Spent(started, seconds, None if epochs is None else max(batch_size, round(epochs * n)), wall_seconds)
     curves = _Curves(val, hw, backbone, eval_points,
@@ -224,6 +216,11 @@ def run(
         curves.evaluate(model, done.trained_s)
     if curve_points > 0:
         curves.dense.append((done.step, done.seen, round(done.lr, 4), round(done.trained_s, 3), curves.curve[-1][1]))
+    return _result(strat, curves, done, n, hw)
+
+
+def _result(strat: registry.Strategy, curves: "_Curves", done: "_Done", n: int, hw: Hardware) -> RunResult:
+    """The :class:`RunResult` of a trained run that stopped at ``done``, on ``n`` training images."""
     steady = done.batch_size / statistics.median(done.step_s[1:]) if len(done.step_s) >= 3 else None
     return RunResult(strategy=strat.name, val_accuracy=curves.curve[-1][1], steps=done.step, epochs=done.seen / n,
                      seconds=done.trained_s, images_per_second=done.seen / max(done.trained_s, 1e-9), curve=curves.curve,
