@@ -176,6 +176,23 @@ def test_one_plan_feeds_the_decision_the_budget_curve_and_the_probe(digits_dir, 
     assert curve[1] == decide(plan.with_budget(curve[1].budget.seconds)) and curve[1].budget.seconds < plan.budget.seconds
     assert rec.budget_k == pytest.approx(plan.k.value)
     numbers = api.plan(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False, use_model=False)
+    calls = []
+
+    def counted(real):
+        def wrapper(*args, **kwargs):
+            calls.append(real.__name__)
+            return real(*args, **kwargs)
+        return wrapper
+
+    with monkeypatch.context() as m:  # a recommend builds its predictor once and decides once
+        m.setattr(api, "decide", counted(decide))
+        m.setattr(planning, "predictor", counted(planning.predictor))
+        api.recommend(n_images=500, n_classes=5, similarity=0.7, minutes=10, measure=False)
+        assert sorted(calls) == ["decide", "predictor"]
+        calls.clear()
+        m.setattr(probing, "decide", counted(decide))  # a probe decides once on the plan, once after calibration
+        probing.probe(plan, ProbeOptions(steps=2, max_train=40, strategies=("feature_extraction",), progress=False, save=False))
+        assert calls == ["decide", "decide"]
 
     def built_again(*args, **kwargs):
         raise AssertionError("the probe built its predictor again instead of reading the plan's")
