@@ -24,6 +24,22 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / "advisor-home"))
 
 
+@pytest.fixture(autouse=True)
+def _fast_tier_trains_and_times_nothing(request, monkeypatch):
+    """A test not marked ``slow`` fails if it takes a training step or times the device (session fixtures, set
+    up before it, may: they are shared with the slow tier)."""
+    if request.node.get_closest_marker("slow"):
+        return
+    from advisor.measure import timing
+    from advisor.nets import engine
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a fast-tier test trained or timed: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(engine, "train_step", refused)
+    monkeypatch.setattr(timing, "time_configurations", refused)
+
+
 @pytest.fixture(scope="session")
 def hw():
     return hardware.detect("cpu")

@@ -11,6 +11,7 @@ def rec(digits_dir):
     return advisor.recommend(digits_dir, minutes=30, use_model=False)
 
 
+@pytest.mark.slow
 def test_recommend_on_a_folder(rec):
     assert isinstance(rec, Recommendation)
     assert rec.strategy in {e.strategy for e in rec.estimates if e.feasible}
@@ -50,16 +51,19 @@ def test_default_uses_the_packaged_learned_model(digits_dir, warm_home):
     assert outside  # 10 hours on 200 small images is far past the budgets the model was fitted on
 
 
+@pytest.mark.slow
 def test_digits_are_far_from_imagenet(rec):
     assert rec.similarity.score < 0.5
     assert rec.facts.channels == 1
 
 
+@pytest.mark.slow
 def test_json_round_trip(rec):
     again = Recommendation.model_validate_json(rec.model_dump_json())
     assert again == rec
 
 
+@pytest.mark.slow
 def test_numbers_only_uses_the_same_decision():
     small = advisor.recommend(n_images=300, n_classes=10, similarity=0.8, hours=1, measure=False)
     assert small.strategy == "feature_extraction"

@@ -229,6 +229,7 @@ def test_weights_are_checked_tensor_by_tensor_in_one_line(tmp_path, good, kind, 
     assert out.exit_code == 1 and _one_error(out, message), out.output
 
 
+@pytest.mark.slow
 def test_file_names_that_are_not_utf8_are_shown_safely_in_text_and_json(tmp_path, good):
     import json
 

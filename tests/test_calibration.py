@@ -29,6 +29,7 @@ def model_state(tmp_path) -> MachineState:
     return MachineState(home=tmp_path / "home", model_path=path)
 
 
+@pytest.mark.slow
 def test_throughput_is_measured_once_per_machine(digits_dir):
     args = dict(n_images=200, n_classes=10, similarity=0.4, minutes=5, resolution=64, use_model=False)
     first = advisor.recommend(**args)
@@ -53,6 +54,7 @@ def test_throughput_is_measured_once_per_machine(digits_dir):
     assert third.throughput.seconds > 0 and third.throughput.origin == "timed now"
 
 
+@pytest.mark.slow
 def test_a_new_data_size_derives_its_batch_from_the_record_instead_of_timing_again(tmp_path):
     # folders of 18, then 19 images train at batch 18 and 19: one timing at the standard batch serves both
     state = MachineState(home=tmp_path)
@@ -111,6 +113,7 @@ def test_probe_keeps_to_its_time_and_what_it_can_judge_calibrates_later_runs(dig
             assert np.sign(shift) == np.sign(offsets[s])
 
 
+@pytest.mark.slow
 def test_calibrate_show_and_reset():
     runner = CliRunner()
     assert "nothing recorded yet" in runner.invoke(main, ["calibrate"]).output
@@ -176,6 +179,7 @@ def test_a_quiet_probes_step_times_replace_the_throughput_record(digits_dir, tmp
         assert result.throughput_record and "replace the timed" not in result.throughput_record
 
 
+@pytest.mark.slow
 def test_busy_or_mismatched_probes_replace_nothing(hw):
     rec = advisor.recommend(n_images=200, n_classes=10, similarity=0.4, minutes=5, resolution=64, use_model=False)
     tp = rec.throughput

@@ -32,6 +32,7 @@ def test_a_cell_runs_every_strategy_and_resumes(tmp_path, capsys):
     assert "1 already in" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_test_images_never_overlap_training_images():
     x, y, classes, test = collect.pool("lfw")
     train_idx, _, _ = collect._subset("lfw", 20, 1, 32)

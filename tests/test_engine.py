@@ -32,6 +32,7 @@ def test_retrain_learns(digit_tensors, hw):
     assert r.val_accuracy > 0.3  # chance is 0.1
 
 
+@pytest.mark.slow
 def test_fine_tune_leaves_frozen_layers_and_their_statistics_alone(digit_tensors, hw):
     strat = registry.get("fine_tune")
     model = strategies.build(strat, 10)
@@ -77,6 +78,7 @@ def test_lr_schedule_warms_up_then_decays():
     assert engine.lr_factor(0.5) > engine.lr_factor(0.9) > engine.lr_factor(1.0) - 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_throughput_is_measured(name, hw):
     assert engine.measure_images_per_second(name, 32, 4, hw, steps=1) > 0

@@ -25,6 +25,7 @@ def test_cross_validation_separates_what_is_separable_and_not_noise():
     assert "at least 2" in fe_accuracy.cross_validated(clean[:5], np.array([0, 0, 1, 1, 2]))  # a class of one image
 
 
+@pytest.mark.slow
 def test_recommend_measures_feature_extraction_and_reuses_it(digits_dir, tmp_path):
     state = MachineState(home=tmp_path / "home")
     first = advisor.recommend(digits_dir, minutes=30, state=state, use_model=False)
@@ -53,6 +54,7 @@ def test_the_pixel_baseline_sees_structure_not_label_noise(digits_dir):
     assert "at least 2" in fe_accuracy.measure_pixels(x[:3], torch.tensor([0, 0, 1]))  # a class of one image
 
 
+@pytest.mark.slow
 def test_a_class_too_small_for_cross_validation_falls_back_to_a_prediction_and_says_why(digits_dir, tmp_path):
     data = tmp_path / "tiny"
     shutil.copytree(digits_dir, data)

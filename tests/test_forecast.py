@@ -28,6 +28,7 @@ def fitted():
     return forecast.fit(ROWS, groups)
 
 
+@pytest.mark.slow
 def test_the_forecaster_beats_the_short_run_as_is_and_the_prior_on_held_out_families(fitted):
     fc, pairs, oof = fitted
     target = np.array([p.target for p in pairs])
@@ -39,6 +40,7 @@ def test_the_forecaster_beats_the_short_run_as_is_and_the_prior_on_held_out_fami
     assert all(w > 0 for w in fc.half_width_) and fc.half_width(0.01) >= fc.half_width(0.5)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_and_its_strategy_is_not_viable(digits_dir):
     from advisor.data import images
     from advisor.data.scan import scan

@@ -32,6 +32,7 @@ def test_table_has_one_row_per_cell_and_a_column_per_strategy():
     assert np.allclose(acc[:, 0], [r["runs"]["feature_extraction"]["val_accuracy"] for r in ROWS])
 
 
+@pytest.mark.slow
 def test_fit_save_load_predict_round_trip(fitted):
     X, Y, models, path = fitted
     loaded, card = learned.load(path)
@@ -127,6 +128,7 @@ def test_queries_outside_the_fitted_region_are_flagged_and_the_rules_decide(fitt
     assert any(w.startswith("Learned model: outside") for w in rec.warnings)
 
 
+@pytest.mark.slow
 def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measured_fe(fitted):
     XG, D = learned.gain_table(ROWS)
     groups = np.array([learned.datasets.family(r["dataset"]) for r in ROWS])
@@ -159,6 +161,7 @@ def test_the_gain_model_learns_gains_over_fe_and_the_predictor_builds_on_measure
     assert fast.value != slow.value and "typical" not in fast.detail
 
 
+@pytest.mark.slow
 def test_contributed_cells_join_the_gain_model_for_the_strategy_they_trained():
     """A user's finished run (one strategy, FE measured) teaches the gain model that strategy's gain there."""
     from advisor.schemas import Quantity
@@ -187,6 +190,7 @@ def test_contributed_cells_join_the_gain_model_for_the_strategy_they_trained():
     assert np.isfinite(with_them.half_width_).all()
 
 
+@pytest.mark.slow
 def test_without_the_pixel_baseline_the_gain_model_uses_trees_fitted_without_it():
     """Numbers-only advice has no pixel baseline: its rows go to the trees that never read it, with their own
     intervals; a measured baseline goes to the trees that do, and changes the predicted gains."""

@@ -54,6 +54,7 @@ def test_step_flops_follow_what_is_trained():
     assert timing.step_flops(retrain, 128) == pytest.approx(4 * f_all, rel=0.05)  # FLOPs grow with the pixels
 
 
+@pytest.mark.slow
 def test_timed_configurations_report_their_conditions(hw):
     configs = timing.strategy_configs(32, 100)
     result = timing.time_configurations(configs, 4, hw, rounds=2, max_rounds=2, min_steps=2, min_seconds=0.0)
@@ -112,6 +113,7 @@ def cpu_profile(tmp_path_factory, hw):
     return path
 
 
+@pytest.mark.slow
 def test_saved_profile_plans_elsewhere_without_timing(cpu_profile, tmp_path):
     prof = profiles.load(cpu_profile)
     assert prof.source == "measured" and {m.variant for m in prof.measurements} >= {"feature_extraction", "retrain", "fine_tune@4"}
@@ -146,6 +148,7 @@ def test_estimated_profiles_follow_the_device(tmp_path):
     assert not any("No GPU here" in w for w in rec.warnings)  # the budget is hours of the A100, not of this CPU
 
 
+@pytest.mark.slow
 def test_hardware_command(cpu_profile, tmp_path):
     runner = CliRunner()
     out = runner.invoke(main, ["hardware", "--device-name", "t4"])
@@ -157,6 +160,7 @@ def test_hardware_command(cpu_profile, tmp_path):
     assert junk.exit_code == 1 and "not a hardware profile" in junk.output
 
 
+@pytest.mark.slow
 def test_report_draws_the_advice(digits_dir, tmp_path):
     from advisor import api, chart
 

@@ -41,6 +41,7 @@ def _interrupt_when(path, after: float) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_keeps_to_its_budget_and_predict_reproduces_its_accuracy(digits_dir, tmp_path, monkeypatch,
                                                                                            warm_home):
     monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 2.0)
@@ -78,6 +79,7 @@ def test_an_interrupted_run_resumes_keeps_to_its_budget_and_predict_reproduces_i
         training.resume(run, state=state, progress=False)
 
 
+@pytest.mark.slow
 def test_feature_extraction_writes_its_classifier_into_the_network(digit_tensors, hw):
     (x_train, y_train), (x_val, y_val) = digit_tensors
     for classes in (10, 2):  # sklearn keeps a single row for two classes
