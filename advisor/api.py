@@ -8,7 +8,7 @@ import os
 from .advice.decide import decide
 from .errors import AdvisorError
 from .advice.plan import Plan
-from .advice.planning import given_fe, plan_numbers, plan_scanned, quiet, setup
+from .advice.planning import given_fe, given_pixels, plan_numbers, plan_scanned, quiet, setup
 from .data.scan import profile as profile_scan
 from .data.scan import scan
 from .state import MachineState
@@ -41,6 +41,8 @@ def plan(
     ``advisor hardware --save``) or ``device_name`` (an estimated profile, e.g. ``"a100"``); ``retime`` times
     this device afresh. Feature extraction's accuracy is measured on the images (cross-validated, reused for the
     same files); ``fe_accuracy`` (0–1) gives it instead — without it, with numbers only, FE is predicted.
+    With numbers only, ``pixel_accuracy`` (0–1) gives the pixel baseline the gain model reads (else its trees
+    fitted without it decide).
     ``state`` says where this machine's calibration records and the learned model are (default:
     :class:`MachineState` ``()``, i.e. ``$ADVISOR_HOME`` and the packaged model); ``log`` gets progress lines.
     """
@@ -52,6 +54,8 @@ def plan(
     if data is not None:
         if any(v is not None for v in (o.n_images, o.n_classes, o.similarity)):
             raise AdvisorError("Give either a data folder or numbers (n_images, n_classes, similarity), not both.")
+        if o.pixel_accuracy is not None:
+            raise AdvisorError("pixel_accuracy is for numbers only: with a data folder the pixel baseline is measured on the images.")
         log(f"scanning {data} …")
         return plan_scanned(scan(data, progress=o.progress), budget, hw, book, state, o.backbone, o.weights, o.measure,
                             o.use_model, log, target, fe)
@@ -62,7 +66,8 @@ def plan(
                           channels=o.channels)
     except ValueError as exc:
         raise AdvisorError(f"Invalid numbers: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}.") from None
-    return plan_numbers(facts, budget, hw, book, state, o.backbone, o.measure, o.use_model, log, target, fe)
+    return plan_numbers(facts, budget, hw, book, state, o.backbone, o.measure, o.use_model, log, target, fe,
+                        given_pixels(o.pixel_accuracy))
 
 
 def recommend(data: str | os.PathLike | None = None, options: PlanOptions | None = None, *, log: Log = quiet,

@@ -318,6 +318,8 @@ class PlanOptions(AdviceOptions):
     device_name: str | None = Field(None, description="plan for a named device from an estimated profile, e.g. 'a100'")
     retime: bool = Field(False, description="time this device afresh instead of reusing its record")
     fe_accuracy: float | None = Field(None, description="feature extraction's accuracy (0–1) instead of measuring it")
+    pixel_accuracy: float | None = Field(None, description="numbers only: the pixel baseline's accuracy (0–1; a linear "
+                                         "classifier on raw 16-px pixels, cross-validated), which the gain model reads")
 
 
 class TrainOptions(AdviceOptions):

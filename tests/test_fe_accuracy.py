@@ -76,3 +76,16 @@ def test_numbers_only_take_a_given_fe_accuracy_and_check_it(tmp_path):
     assert any("not measured" in w for w in predicted.warnings)
     with pytest.raises(AdvisorError, match="between 0 and 1"):
         advisor.recommend(**numbers, fe_accuracy=62)
+
+
+def test_numbers_only_take_a_given_pixel_baseline_for_the_gain_model(tmp_path, digits_dir):
+    state = MachineState(home=tmp_path / "home")
+    numbers = dict(n_images=5000, n_classes=50, similarity=0.6, minutes=60, device_name="a100", state=state, fe_accuracy=0.62)
+    without = advisor.recommend(**numbers).estimate("fine_tune").accuracy
+    given = advisor.recommend(**numbers, pixel_accuracy=0.3).estimate("fine_tune").accuracy
+    assert "pixel baseline was not measured" in without.detail and "pixel baseline" not in given.detail
+    assert given.value != without.value  # the other trees decide
+    with pytest.raises(AdvisorError, match="between 0 and 1"):
+        advisor.recommend(**numbers, pixel_accuracy=30)
+    with pytest.raises(AdvisorError, match="numbers only"):
+        advisor.recommend(digits_dir, minutes=5, pixel_accuracy=0.3, state=state)

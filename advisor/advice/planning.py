@@ -71,11 +71,21 @@ def predictor(state: MachineState, use_model: bool = True, measures: Similarity 
 
 def given_fe(value: float | None) -> Quantity | None:
     """Feature extraction's accuracy given by the caller (0–1), as a measured Quantity."""
+    return _given(value, "fe_accuracy", "given by the caller (--fe-accuracy / fe_accuracy=)")
+
+
+def given_pixels(value: float | None) -> Quantity | None:
+    """The pixel baseline's accuracy given by the caller (0–1), as a measured Quantity."""
+    return _given(value, "pixel_accuracy", "given by the caller (pixel_accuracy=): a linear classifier on the raw "
+                  "pixels at 16 px, cross-validated (advisor.measure.fe_accuracy.measure_pixels_data)")
+
+
+def _given(value: float | None, name: str, detail: str) -> Quantity | None:
     if value is None:
         return None
     if not 0.0 <= value <= 1.0:
-        raise AdvisorError(f"fe_accuracy must be between 0 and 1 (a fraction, e.g. 0.82); got {value}.")
-    return Quantity(value=float(value), source="measured", detail="given by the caller (--fe-accuracy / fe_accuracy=)")
+        raise AdvisorError(f"{name} must be between 0 and 1 (a fraction, e.g. 0.82); got {value}.")
+    return Quantity(value=float(value), source="measured", detail=detail)
 
 
 def measure_fe(scanned: ScannedData, facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook,
@@ -151,16 +161,17 @@ def plan_scanned(
 
 def plan_numbers(facts: DataFacts, budget: Budget, hw: Hardware, book: rules_mod.RuleBook, state: MachineState,
                  backbone: str = registry.DEFAULT_BACKBONE, measure: bool = True, use_model: bool = True, log: Log = quiet,
-                 target: Target | None = None, fe: Quantity | None = None) -> Plan:
+                 target: Target | None = None, fe: Quantity | None = None, pixels: Quantity | None = None) -> Plan:
     """The plan from numbers alone (no images): throughput timed or taken from the target's profile, feature
-    extraction's accuracy as given (else predicted, and the advice says so)."""
+    extraction's accuracy and the pixel baseline as given (else FE predicted and the gain model's trees without
+    the pixel baseline, and the advice says so)."""
     target = target or Target()
     plan_hw = target.profile.device if target.profile else hw
     throughput = throughput_mod.acquire(state, facts, hw, book, backbone, log, target) if measure else None
     return Plan(facts, budget, plan_hw, book, throughput, fe,
                 None if fe else ("Feature extraction's accuracy was not measured (numbers only): it is predicted; "
                                  "give fe_accuracy= if you have measured it."),
-                predictor(state, use_model, fe=fe), backbone)
+                predictor(state, use_model, fe=fe, pixels=pixels), backbone, pixels=pixels)
 
 
 def refreshed(plan: Plan, state: MachineState, use_model: bool = True) -> Plan:
