@@ -52,7 +52,7 @@ class Rule(BaseModel):
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(gt=0, allow_inf_nan=False, description="softmax temperature of rule scores")
+    temperature: float = Field(gt=0, allow_inf_nan=False, description="temperature of the logistic turning the rule-score gap to the runner-up into a confidence")
 
 
 class PlanLimits(BaseModel):

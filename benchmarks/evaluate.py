@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from scipy import optimize
 
 from advisor.measure import calibration, fe_accuracy
 
@@ -131,15 +132,16 @@ METHODS = ("gain model + rules", "gain model + rules + probe calibration", "abso
 PRODUCT = "gain model + rules"  # what `advisor recommend` does
 
 
-def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[list[dict], dict[str, list[str]], list]:
-    """Every method's choice for every cell, each family held out in turn; and (where, covered) per interval."""
+def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[list[dict], dict[str, list[str]], list, dict]:
+    """Every method's choice for every cell, each family held out in turn; (where, covered) per interval; and the
+    stated confidence per cell of the product and of the rules alone: (value, source, runner-up or None)."""
     X, Y, n_classes, _ = learned.table(rows)
     fe_in = [measured_fe(r) for r in rows]
     XG, D = learned.gain_table(rows, np.array([q.value for q in fe_in]))
     _, D_true = learned.gain_table(rows)
     choices: dict[str, list[str]] = {m: [] for m in METHODS}
     index = {(r["dataset"], r["per_class"], r["k"], r["seed"]): i for i, r in enumerate(rows)}
-    covered, ordered = [], []
+    covered, ordered, stated, rule_gaps = [], [], {PRODUCT: [], "rules only": []}, []
     for g in np.unique(groups):
         held = np.flatnonzero(groups == g)
         train = groups != g
@@ -163,19 +165,64 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             ordered.append(row)
             absolute = learned.LearnedPredictor({"default": model}, card, row["similarity"])
             plan = Plan(facts, budget, CELL_HW, book, tp, fe_in[i])
-            choices["gain model + rules"].append(decide(plan.with_predictor(predictor)).strategy)
+            advice = decide(plan.with_predictor(predictor))
+            choices["gain model + rules"].append(advice.strategy)
+            stated[PRODUCT].append((advice.confidence.value, advice.confidence.source, advice.runner_up))
             record = proxy_probe(index, row, predictor, X, Y)
             calibrated = learned.LearnedPredictor(models, card, row["similarity"], [record] if record else None, row["dataset"],
                                                   fe=fe_in[i], pixels=pixels)
             choices["gain model + rules + probe calibration"].append(decide(plan.with_predictor(calibrated)).strategy)
             choices["absolute model + rules"].append(decide(Plan(facts, budget, CELL_HW, book, tp, predictor=absolute)).strategy)
             choices["absolute model"].append(STRATEGY_NAMES[int(np.argmax(absolute.normalised(facts, k)))])
-            choices["rules only"].append(decide(plan).strategy)
+            by_rules = decide(plan)
+            choices["rules only"].append(by_rules.strategy)
+            stated["rules only"].append((by_rules.confidence.value, by_rules.confidence.source, by_rules.runner_up))
+            scores = {e.strategy: e.score.value for e in by_rules.estimates}
+            rule_gaps.append(scores[by_rules.strategy] - scores[by_rules.runner_up] if by_rules.runner_up else None)
             choices["always fine-tune"].append("fine_tune")
             choices["always retrain"].append("retrain")
             choices["always feature extraction"].append("feature_extraction")
             choices["2×2 rule"].append(two_by_two(row, book))
-    return ordered, choices, covered
+    stated["rule gaps"] = rule_gaps
+    return ordered, choices, covered, stated
+
+
+def rule_temperature(gaps: list[float | None], choices: list[str], runners_up: list[str | None],
+                     truths: list[dict[str, float] | None]) -> tuple[float, int]:
+    """The temperature at which the logistic of the rules' score gap best predicts (maximum likelihood) whether
+    their choice beat the runner-up (a tie counts half), over the cells with a runner-up and seed means; and how
+    many cells that is. rules/default.toml's ``decision.temperature`` is this, rounded."""
+    g, y = [], []
+    for gap, c, r, acc in zip(gaps, choices, runners_up, truths):
+        if gap is not None and r is not None and acc is not None:
+            g.append(gap)
+            y.append(1.0 if acc[c] > acc[r] else 0.5 if acc[c] == acc[r] else 0.0)
+    g, y = np.array(g), np.array(y)
+
+    def loss(temperature: float) -> float:
+        p = np.clip(1 / (1 + np.exp(-g / temperature)), 1e-6, 1 - 1e-6)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    return float(optimize.minimize_scalar(loss, bounds=(0.05, 1e3), method="bounded").x), len(g)
+
+
+CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def reliability(stated: list, choices: list[str], truths: list[dict[str, float] | None]) -> list[str]:
+    """How often the advised strategy really beat the runner-up it was compared with (a tie counts half), per
+    source and bin of the stated confidence: a confidence of 80 % should be right about 80 % of the time."""
+    lines = []
+    for source in ("model", "rule"):
+        parts = []
+        for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:]):
+            right = [1.0 if acc[c] > acc[r] else 0.5 if acc[c] == acc[r] else 0.0
+                     for (value, src, r), c, acc in zip(stated, choices, truths)
+                     if src == source and r is not None and acc is not None and lo <= value < hi + (hi == 1.0)]
+            if right:
+                parts.append(f"{lo:.0%}–{hi:.0%}: {np.mean(right):.0%} of {len(right)}")
+        lines.append(f"  {source} ({sum(s == source for _, s, _ in stated)} cells): " + "; ".join(parts))
+    return lines
 
 
 def seed_ceiling(rows: list[dict]) -> tuple[list[dict], list[str]]:
@@ -198,7 +245,7 @@ def evaluate(rows: list[dict], misses: Path | None = None) -> str:
     """The evaluation's text; ``misses``: also write each cell's advice (the product's), winner and regret there."""
     book = rules.load()
     groups = np.array([datasets.family(r["dataset"]) for r in rows])
-    ordered, choices, covered = choose(rows, groups, book)
+    ordered, choices, covered, stated = choose(rows, groups, book)
     ks = np.array([r["k"] for r in ordered])
     lines = [f"leave-one-family-out over {len(ordered)} cells of {len(np.unique(groups))} families "
              f"({', '.join(f'{g} {int((groups == g).sum())}' for g in np.unique(groups))}); "
@@ -231,6 +278,13 @@ def evaluate(rows: list[dict], misses: Path | None = None) -> str:
             a, mean, n = score_on_means([c for c, m in zip(choices[method], ks >= lo) if m], [q for q, m in zip(means, ks >= lo) if m])
             parts.append(f"{'all' if lo == 0 else f'k ≥ {lo}'} {n} cells {a:.0%} {mean:.2f}p")
         lines.append(f"  {method:<38}" + "; ".join(parts))
+    lines.append("stated confidence (by source and bin) against how often the advised strategy beat its runner-up, "
+                 "over each configuration's mean over its seeds:")
+    for method in (PRODUCT, "rules only"):
+        lines += [f"  {method}: " + line.strip() for line in reliability(stated[method], choices[method], means)]
+    temperature, n = rule_temperature(stated["rule gaps"], choices["rules only"], [s[2] for s in stated["rules only"]], means)
+    lines.append(f"  the rules' temperature that fits the {n} rule decisions with a runner-up (maximum likelihood): {temperature:.1f} "
+                 f"(rules/default.toml: {book.decision.temperature:g})")
     lines.append("interval coverage (80 % intervals as shown, FE measured) by where the held-out cell lies: " + "; ".join(
         f"{w} {np.mean([c for d, c in covered if d == w]):.0%} of {sum(d == w for d, _ in covered)}"
         if any(d == w for d, _ in covered) else f"{w}: none" for w in ("inside", "near", "outside")))
@@ -259,8 +313,9 @@ def evaluate(rows: list[dict], misses: Path | None = None) -> str:
         _, regret = regrets(choices[PRODUCT], [accuracies(r) for r in ordered])
         store.write_lines(misses, [{"key": r["key"], "dataset": r["dataset"], "k": r["k"], "per_class": r["per_class"],
                                     "device": r.get("device", "cpu"), "advised": c, "winner": r["winner"],
-                                    "regret": round(g, 2), "accuracy": accuracies(r)}
-                                   for r, c, g in zip(ordered, choices[PRODUCT], regret)])
+                                    "regret": round(g, 2), "accuracy": accuracies(r), "confidence": s[0], "source": s[1],
+                                    "runner_up": s[2]}
+                                   for r, c, g, s in zip(ordered, choices[PRODUCT], regret, stated[PRODUCT])])
     lines.append("goal (issue 19): agreement ≥ 85 %, mean regret ≤ 1.0 point overall; at k ≥ 10 a mean regret ≥ 2 points "
                  "below always feature extraction's")
     return "\n".join(lines)

@@ -177,8 +177,8 @@ DEFAULT_RULES = (Path(__file__).parent.parent / "rules" / "default.toml").read_t
 BAD_RULES = [  # (what is changed in the default rules file, the part of the message naming it)
     (("min_resolution = 64", ""), "settings.min_resolution"),
     (("scratch = 90", ""), "max_epochs.scratch"),
-    (("temperature = 1.0", "temperature = 0"), "decision.temperature"),
-    (("temperature = 1.0", "temperature = -2"), "decision.temperature"),
+    (("temperature = 20.0", "temperature = 0"), "decision.temperature"),
+    (("temperature = 20.0", "temperature = -2"), "decision.temperature"),
     (("similar = 0.60", "similar = nan"), "thresholds.similar"),
     (("min_resolution = 64", "min_resolution = 512"), "settings"),
     (("batch_size_cpu = 32", 'batch_size_cpu = "many"'), "settings.batch_size_cpu"),

@@ -218,3 +218,32 @@ def test_without_the_pixel_baseline_the_gain_model_uses_trees_fitted_without_it(
     pixels = Quantity(value=0.9, source="measured", low=0.88, high=0.92)
     measured = learned.LearnedPredictor(models, {"name": "t"}, fe=fe, pixels=pixels).predict(facts, EpochEquivalents(30))
     assert "pixel baseline" not in measured["scratch"].detail
+
+
+def test_where_the_rules_decide_from_a_measured_fe_the_confidence_is_the_gain_models():
+    """Outside the model's region with FE measured, the rules may decide; the confidence shown is then the gain
+    model's probability for the rules' choice against the runner-up (intervals widened), not the rules' softmax,
+    which leave one family out said 70–90 % where it was right about one time in ten (README)."""
+    from advisor.schemas import Quantity
+
+    bundle = learned.load()
+    assert bundle is not None and "gain" in bundle[0]
+    models, card = bundle
+    tp = Throughput(resolution=32, batch_size=32, images_per_second={s: 100.0 for s in STRATEGY_NAMES}, detail="t", seconds=0)
+    facts = DataFacts(n_images=2000, n_classes=10, resolution=32, channels=1, similarity=0.4)
+    by_rules = 0
+    for fe_value in (0.5, 0.9):
+        fe = Quantity(value=fe_value, source="measured", low=fe_value - 0.02, high=fe_value + 0.02)
+        predictor = learned.LearnedPredictor(models, card, fe=fe)
+        rec = decide.decide(Plan(facts, Budget(seconds=10_000 * 3600, given_as="10000 hours"), CPU, rules.load(), tp, fe)
+                            .with_predictor(predictor))
+        assert rec.confidence.source == "model"
+        if rec.decided_by.startswith("rules"):
+            by_rules += 1
+            assert "the rules chose" in rec.confidence.detail
+            assert rec.confidence.value == pytest.approx(predictor.confidence(rec.strategy, rec.runner_up), abs=1e-3)
+    assert by_rules  # 10,000 hours is far outside: the rules decided at least once
+    # without a measured FE nothing anchors the model there: the rules' own softmax
+    rec = decide.decide(Plan(facts, Budget(seconds=10_000 * 3600, given_as="10000 hours"), CPU, rules.load(), tp,
+                             predictor=learned.LearnedPredictor(models, card)))
+    assert rec.decided_by.startswith("rules") and rec.confidence.source == "rule"

@@ -93,7 +93,7 @@ def _cost(e: StrategyEstimate) -> tuple[float, int]:
     return seconds, registry.STRATEGY_NAMES.index(e.strategy)
 
 
-def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[StrategyEstimate, str | None, str | None]:
+def _break_tie(ranked: list[StrategyEstimate], by_rules: bool) -> tuple[StrategyEstimate, str | None, str | None]:
     """(chosen, runner-up, the tie's explanation or None). When the rules decide, every strategy whose score
     is within :data:`TIE_POINTS` of the best is tied with it, and the one of them that costs least compute is
     chosen, with the reason. A model decision keeps the model's best (see :data:`TIE_POINTS`)."""
@@ -101,7 +101,7 @@ def _break_tie(ranked: list[StrategyEstimate], confidence: Quantity) -> tuple[St
         return ranked[0], None, None
     first = ranked[0]
     tied = [first] + ([e for e in ranked[1:] if first.score.value - e.score.value < TIE_POINTS]
-                      if confidence.source != "model" else [])
+                      if by_rules else [])
     if len(tied) == 1:
         return first, ranked[1].strategy, None
     cheapest = min(tied, key=_cost)
@@ -183,12 +183,37 @@ def _estimates(plan: Plan, outcome: rules_mod.Outcome, accuracy: dict[StrategyNa
     return estimates
 
 
-def _rule_confidence(feasible: list[StrategyEstimate], best: StrategyEstimate, book: rules_mod.RuleBook) -> Quantity:
-    """The rules' confidence in ``best``: the softmax of the feasible strategies' scores."""
+def _rule_confidence(feasible: list[StrategyEstimate], best: StrategyEstimate, runner_up: StrategyName | None,
+                     book: rules_mod.RuleBook) -> Quantity:
+    """The rules' confidence that ``best`` beats ``runner_up``: the logistic of their rule scores' gap at the rule
+    book's temperature, fitted on the cells (``python benchmarks/evaluate.py`` prints the fit: the gaps say little
+    about which wins, so it stays near 50 %); certain when ``best`` is the only feasible strategy."""
+    other = next((e for e in feasible if e.strategy == runner_up), None)
+    if other is None:
+        return Quantity(value=1.0, source="rule", detail="the only strategy the rules left feasible")
     temperature = book.decision.temperature
-    weights = {e.strategy: math.exp(e.score.value / temperature) for e in feasible}
-    return Quantity(value=round(weights[best.strategy] / sum(weights.values()), 3), source="rule",
-                    detail=f"softmax of the feasible strategies' rule scores (temperature {temperature:g})")
+    p = 1 / (1 + math.exp(-(best.score.value - other.score.value) / temperature))
+    return Quantity(value=round(p, 3), source="rule",
+                    detail=f"probability that the chosen strategy beats the runner-up from their rule scores' gap "
+                    f"({best.score.value - other.score.value:+g}; temperature {temperature:g}, fitted on the cells' rule decisions)")
+
+
+def _confidence(predictor: Predictor | None, predicted: dict[StrategyName, Quantity], by_rules: bool,
+                feasible: list[StrategyEstimate], best: StrategyEstimate, runner_up: StrategyName | None,
+                book: rules_mod.RuleBook) -> Quantity:
+    """How sure the advice is of ``best`` against ``runner_up``: the model's probability where the model ranked
+    them, and also where the rules decided because the query lies outside its fitted region but FE was measured
+    (the gain model, its intervals widened for the distance) — measured leave one family out, the rules' softmax
+    said 70–90 % where their choice beat the runner-up about one time in ten (README); else the rules' softmax."""
+    other = next((e for e in feasible if e.strategy == runner_up), None)
+    if (other is None or best.strategy not in predicted or other.strategy not in predicted or best.accuracy.low is None
+            or (by_rules and not getattr(predictor, "anchored", False))):
+        return _rule_confidence(feasible, best, runner_up, book)
+    q = _pair_confidence(predictor, best, other)
+    if by_rules:
+        q = q.model_copy(update={"detail": q.detail + "; the rules chose, the query lying outside the model's fitted "
+                                 "region: its intervals widened for the distance"})
+    return q
 
 
 def _plan_warnings(plan: Plan) -> list[str]:
@@ -217,6 +242,7 @@ def decide(plan: Plan) -> Recommendation:
         feasible = [estimates[0]]
         warnings.append("No strategy fits the budget; feature extraction on a subset is the only option.")
     off_domain = [s for s, q in predicted.items() if q.domain == "outside"]
+    guessed = predicted
     if predicted and off_domain:  # the model is guessing here: the rules decide, unless a measured FE anchors it
         clear = _clear_gain(feasible, predicted, predictor)
         warnings.append(f"Learned model: {predictor.domain_note}. "
@@ -230,10 +256,8 @@ def decide(plan: Plan) -> Recommendation:
     else:
         ranked = sorted(feasible, key=lambda e: e.score.value, reverse=True)  # stable: ties go to the cheaper
         decided_by = f"rules ({book.source})" + (": the learned model is outside its fitted region" if off_domain else "")
-    best = ranked[0]
-    confidence = (_pair_confidence(predictor, best, ranked[1]) if predicted and len(ranked) > 1 and best.accuracy.low is not None
-                  else _rule_confidence(feasible, best, book))
-    best, runner_up, tie = _break_tie(ranked, confidence)
+    best, runner_up, tie = _break_tie(ranked, by_rules=not predicted)
+    confidence = _confidence(predictor, guessed, not predicted, feasible, best, runner_up, book)
     reasons = (_model_reasons([best] + [e for e in ranked if e is not best]) + outcome.support(best.strategy) if predicted
                else outcome.support(best.strategy) or [f"{best.strategy} is the only feasible strategy."])
     return Recommendation(
