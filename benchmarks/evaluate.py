@@ -213,7 +213,7 @@ def reliability(stated: list, choices: list[str], truths: list[dict[str, float] 
     """How often the advised strategy really beat the runner-up it was compared with (a tie counts half), per
     source and bin of the stated confidence: a confidence of 80 % should be right about 80 % of the time."""
     lines = []
-    for source in ("model", "rule"):
+    for source in sorted({s for _, s, _ in stated}):
         parts = []
         for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:]):
             right = [1.0 if acc[c] > acc[r] else 0.5 if acc[c] == acc[r] else 0.0
@@ -221,7 +221,9 @@ def reliability(stated: list, choices: list[str], truths: list[dict[str, float] 
                      if src == source and r is not None and acc is not None and lo <= value < hi + (hi == 1.0)]
             if right:
                 parts.append(f"{lo:.0%}–{hi:.0%}: {np.mean(right):.0%} of {len(right)}")
-        lines.append(f"  {source} ({sum(s == source for _, s, _ in stated)} cells): " + "; ".join(parts))
+        lines.append(f"  {source} ({sum(s == source for _, s, _ in stated)} cells): "
+                     + "; ".join(parts + [f"{single} with one feasible strategy (confidence 100 %), none to compare"
+                                          for single in [sum(s == source and r is None for _, s, r in stated)] if single]))
     return lines
 
 
