@@ -223,7 +223,7 @@ def test_without_the_pixel_baseline_the_gain_model_uses_trees_fitted_without_it(
 def test_where_the_rules_decide_from_a_measured_fe_the_confidence_is_the_gain_models():
     """Outside the model's region with FE measured, the rules may decide; the confidence shown is then the gain
     model's probability for the rules' choice against the runner-up (intervals widened), not the rules' softmax,
-    which leave one family out said 70–90 % where it was right about one time in ten (README)."""
+    which leave one family out said 70–90 % there for a choice right 1 time in 19 (README)."""
     from advisor.schemas import Quantity
 
     bundle = learned.load()

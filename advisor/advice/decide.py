@@ -203,8 +203,9 @@ def _confidence(predictor: Predictor | None, predicted: dict[StrategyName, Quant
                 book: rules_mod.RuleBook) -> Quantity:
     """How sure the advice is of ``best`` against ``runner_up``: the model's probability where the model ranked
     them, and also where the rules decided because the query lies outside its fitted region but FE was measured
-    (the gain model, its intervals widened for the distance) — measured leave one family out, the rules' softmax
-    said 70–90 % where their choice beat the runner-up about one time in ten (README); else the rules' softmax."""
+    (the gain model, its intervals widened for the distance: measured leave one family out, the rules' old softmax
+    said 70–90 % there for a choice that beat the runner-up 1 time in 19; README); else the rules' own
+    (:func:`_rule_confidence`)."""
     other = next((e for e in feasible if e.strategy == runner_up), None)
     if (other is None or best.strategy not in predicted or other.strategy not in predicted or best.accuracy.low is None
             or (by_rules and not getattr(predictor, "anchored", False))):
