@@ -134,14 +134,15 @@ PRODUCT = "gain model + rules"  # what `advisor recommend` does
 
 def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[list[dict], dict[str, list[str]], list, dict]:
     """Every method's choice for every cell, each family held out in turn; (where, covered) per interval; and the
-    stated confidence per cell of the product and of the rules alone: (value, source, runner-up or None)."""
+    stated confidence per cell of the product and of the rules alone: (value, source, runner-up or None, the
+    rules' score gap to it or None)."""
     X, Y, n_classes, _ = learned.table(rows)
     fe_in = [measured_fe(r) for r in rows]
     XG, D = learned.gain_table(rows, np.array([q.value for q in fe_in]))
     _, D_true = learned.gain_table(rows)
     choices: dict[str, list[str]] = {m: [] for m in METHODS}
     index = {(r["dataset"], r["per_class"], r["k"], r["seed"]): i for i, r in enumerate(rows)}
-    covered, ordered, stated, rule_gaps = [], [], {PRODUCT: [], "rules only": []}, []
+    covered, ordered, stated = [], [], {PRODUCT: [], "rules only": []}
     for g in np.unique(groups):
         held = np.flatnonzero(groups == g)
         train = groups != g
@@ -167,7 +168,7 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             plan = Plan(facts, budget, CELL_HW, book, tp, fe_in[i])
             advice = decide(plan.with_predictor(predictor))
             choices["gain model + rules"].append(advice.strategy)
-            stated[PRODUCT].append((advice.confidence.value, advice.confidence.source, advice.runner_up))
+            stated[PRODUCT].append((advice.confidence.value, advice.confidence.source, advice.runner_up, None))
             record = proxy_probe(index, row, predictor, X, Y)
             calibrated = learned.LearnedPredictor(models, card, row["similarity"], [record] if record else None, row["dataset"],
                                                   fe=fe_in[i], pixels=pixels)
@@ -176,27 +177,30 @@ def choose(rows: list[dict], groups: np.ndarray, book: rules.RuleBook) -> tuple[
             choices["absolute model"].append(STRATEGY_NAMES[int(np.argmax(absolute.normalised(facts, k)))])
             by_rules = decide(plan)
             choices["rules only"].append(by_rules.strategy)
-            stated["rules only"].append((by_rules.confidence.value, by_rules.confidence.source, by_rules.runner_up))
             scores = {e.strategy: e.score.value for e in by_rules.estimates}
-            rule_gaps.append(scores[by_rules.strategy] - scores[by_rules.runner_up] if by_rules.runner_up else None)
+            stated["rules only"].append((by_rules.confidence.value, by_rules.confidence.source, by_rules.runner_up,
+                                         scores[by_rules.strategy] - scores[by_rules.runner_up] if by_rules.runner_up else None))
             choices["always fine-tune"].append("fine_tune")
             choices["always retrain"].append("retrain")
             choices["always feature extraction"].append("feature_extraction")
             choices["2×2 rule"].append(two_by_two(row, book))
-    stated["rule gaps"] = rule_gaps
     return ordered, choices, covered, stated
 
 
-def rule_temperature(gaps: list[float | None], choices: list[str], runners_up: list[str | None],
-                     truths: list[dict[str, float] | None]) -> tuple[float, int]:
+def beat(acc: dict[str, float], chosen: str, runner_up: str) -> float:
+    """1 if the chosen strategy beat the runner-up, ½ for a tie, else 0."""
+    return 1.0 if acc[chosen] > acc[runner_up] else 0.5 if acc[chosen] == acc[runner_up] else 0.0
+
+
+def rule_temperature(stated: list, choices: list[str], truths: list[dict[str, float] | None]) -> tuple[float, int]:
     """The temperature at which the logistic of the rules' score gap best predicts (maximum likelihood) whether
     their choice beat the runner-up (a tie counts half), over the cells with a runner-up and seed means; and how
     many cells that is. rules/default.toml's ``decision.temperature`` is this, rounded."""
     g, y = [], []
-    for gap, c, r, acc in zip(gaps, choices, runners_up, truths):
-        if gap is not None and r is not None and acc is not None:
+    for (_, _, r, gap), c, acc in zip(stated, choices, truths):
+        if gap is not None and acc is not None:
             g.append(gap)
-            y.append(1.0 if acc[c] > acc[r] else 0.5 if acc[c] == acc[r] else 0.0)
+            y.append(beat(acc, c, r))
     g, y = np.array(g), np.array(y)
 
     def loss(temperature: float) -> float:
@@ -213,17 +217,16 @@ def reliability(stated: list, choices: list[str], truths: list[dict[str, float] 
     """How often the advised strategy really beat the runner-up it was compared with (a tie counts half), per
     source and bin of the stated confidence: a confidence of 80 % should be right about 80 % of the time."""
     lines = []
-    for source in sorted({s for _, s, _ in stated}):
+    for source in sorted({s for _, s, _, _ in stated}):
         parts = []
         for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:]):
-            right = [1.0 if acc[c] > acc[r] else 0.5 if acc[c] == acc[r] else 0.0
-                     for (value, src, r), c, acc in zip(stated, choices, truths)
+            right = [beat(acc, c, r) for (value, src, r, _), c, acc in zip(stated, choices, truths)
                      if src == source and r is not None and acc is not None and lo <= value < hi + (hi == 1.0)]
             if right:
                 parts.append(f"{lo:.0%}–{hi:.0%}: {np.mean(right):.0%} of {len(right)}")
-        lines.append(f"  {source} ({sum(s == source for _, s, _ in stated)} cells): "
+        lines.append(f"  {source} ({sum(s == source for _, s, _, _ in stated)} cells): "
                      + "; ".join(parts + [f"{single} with one feasible strategy (confidence 100 %), none to compare"
-                                          for single in [sum(s == source and r is None for _, s, r in stated)] if single]))
+                                          for single in [sum(s == source and r is None for _, s, r, _ in stated)] if single]))
     return lines
 
 
@@ -284,7 +287,7 @@ def evaluate(rows: list[dict], misses: Path | None = None) -> str:
                  "over each configuration's mean over its seeds:")
     for method in (PRODUCT, "rules only"):
         lines += [f"  {method}: " + line.strip() for line in reliability(stated[method], choices[method], means)]
-    temperature, n = rule_temperature(stated["rule gaps"], choices["rules only"], [s[2] for s in stated["rules only"]], means)
+    temperature, n = rule_temperature(stated["rules only"], choices["rules only"], means)
     lines.append(f"  the rules' temperature that fits the {n} rule decisions with a runner-up (maximum likelihood): {temperature:.1f} "
                  f"(rules/default.toml: {book.decision.temperature:g})")
     lines.append("interval coverage (80 % intervals as shown, FE measured) by where the held-out cell lies: " + "; ".join(

@@ -243,7 +243,7 @@ def test_where_the_rules_decide_from_a_measured_fe_the_confidence_is_the_gain_mo
             assert "the rules chose" in rec.confidence.detail
             assert rec.confidence.value == pytest.approx(predictor.confidence(rec.strategy, rec.runner_up), abs=1e-3)
     assert by_rules  # 10,000 hours is far outside: the rules decided at least once
-    # without a measured FE nothing anchors the model there: the rules' own softmax
+    # without a measured FE nothing anchors the model there: the rules' own confidence
     rec = decide.decide(Plan(facts, Budget(seconds=10_000 * 3600, given_as="10000 hours"), CPU, rules.load(), tp,
                              predictor=learned.LearnedPredictor(models, card)))
     assert rec.decided_by.startswith("rules") and rec.confidence.source == "rule"

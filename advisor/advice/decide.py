@@ -183,12 +183,11 @@ def _estimates(plan: Plan, outcome: rules_mod.Outcome, accuracy: dict[StrategyNa
     return estimates
 
 
-def _rule_confidence(feasible: list[StrategyEstimate], best: StrategyEstimate, runner_up: StrategyName | None,
-                     book: rules_mod.RuleBook) -> Quantity:
-    """The rules' confidence that ``best`` beats ``runner_up``: the logistic of their rule scores' gap at the rule
-    book's temperature, fitted on the cells (``python benchmarks/evaluate.py`` prints the fit: the gaps say little
-    about which wins, so it stays near 50 %); certain when ``best`` is the only feasible strategy."""
-    other = next((e for e in feasible if e.strategy == runner_up), None)
+def _rule_confidence(best: StrategyEstimate, other: StrategyEstimate | None, book: rules_mod.RuleBook) -> Quantity:
+    """The rules' confidence that ``best`` beats ``other`` (the runner-up): the logistic of their rule scores' gap
+    at the rule book's temperature, fitted on the cells (``python benchmarks/evaluate.py`` prints the fit: the gaps
+    say little about which wins, so it stays near 50 %); certain when ``best`` is the only feasible strategy (no
+    ``other``)."""
     if other is None:
         return Quantity(value=1.0, source="rule", detail="the only strategy the rules left feasible")
     temperature = book.decision.temperature
@@ -209,7 +208,7 @@ def _confidence(predictor: Predictor | None, predicted: dict[StrategyName, Quant
     other = next((e for e in feasible if e.strategy == runner_up), None)
     if (other is None or best.strategy not in predicted or other.strategy not in predicted or best.accuracy.low is None
             or (by_rules and not getattr(predictor, "anchored", False))):
-        return _rule_confidence(feasible, best, runner_up, book)
+        return _rule_confidence(best, other, book)
     q = _pair_confidence(predictor, best, other)
     if by_rules:
         q = q.model_copy(update={"detail": q.detail + "; the rules chose, the query lying outside the model's fitted "
