@@ -14,10 +14,12 @@ coverage of the 80 % interval, for
 * learned — extra trees over the short run's and the cell's features (target: full − observed),
 
 then the decision each implies at k ≥ 10 (feature extraction's accuracy known, the best forecast advised),
-beside always feature extraction, the seed-to-seed spread of the same configuration (the noise no forecaster
-can remove), and forecasts from a *true prefix* of the full run (its dense curve's point at 2–20 % of its
-steps, same warm-up and schedule): the prior, the prefix as is, a linear blend and extra trees, each fitted
-without the family.
+beside always feature extraction and a shift whose weight is tuned for the decisions rather than the error;
+successive halving across strategies (a first round at share 1/30 drops the strategies whose forecasts are
+beaten beyond their intervals, the survivors run to 1/10); the seed-to-seed spread of the same configuration
+(the noise no forecaster can remove); and forecasts from a *true prefix* of the full run (its dense curve's
+point at 2–20 % of its steps, same warm-up and schedule): the prior, the prefix as is, a linear blend and
+extra trees, each fitted without the family.
 
     python benchmarks/forecast.py [--results FILE ...]
 """
@@ -106,6 +108,72 @@ def decisions(rows: list[dict], data: list[forecast.Pair], preds: dict[str, np.n
     return out
 
 
+def decision_tuned(rows: list[dict], data: list[forecast.Pair], lo: float, hi: float,
+                   grid: np.ndarray = np.linspace(0, 1.5, 13)) -> tuple[tuple, float, float]:
+    """The shift prior(full) + w × (observed − prior(short)) with w chosen for the decisions instead of the error:
+    per held-out family, the w of ``grid`` with the least mean regret on the other families' decisions at a share in
+    (lo, hi]. Returns (cells, agreement, mean regret) as :func:`decisions` does, the median w chosen and the
+    forecasts' mean absolute error in points at k ≥ 10."""
+    fam = np.array([p.family for p in data])
+    shift = np.array([p.observed - p.prior_short for p in data])
+    full = np.array([p.prior_full for p in data])
+    got, chosen, err = [], [], []
+    for g in np.unique(fam):
+        other, mine = np.flatnonzero(fam != g), np.flatnonzero(fam == g)
+        regret = [decisions(rows, [data[i] for i in other], {"w": full[other] + w * shift[other]}, lo, hi)["w"]
+                  for w in grid]
+        w = float(grid[int(np.argmin([r[2] if r[0] else np.inf for r in regret]))])
+        c, a, r = decisions(rows, [data[i] for i in mine], {"w": full[mine] + w * shift[mine]}, lo, hi)["w"]
+        if c:
+            got.append((c, a, r))
+            chosen.append(w)
+        err += [abs(full[i] + w * shift[i] - data[i].target) for i in mine if lo < data[i].share <= hi and data[i].k_full >= 10]
+    n = sum(c for c, _, _ in got)
+    return ((n, sum(c * a for c, a, _ in got) / n, sum(c * r for c, _, r in got) / n) if n else (0, float("nan"), float("nan")),
+            float(np.median(chosen)) if chosen else float("nan"), float(np.mean(err)) * 100 if err else float("nan"))
+
+
+def halving(rows: list[dict], data: list[forecast.Pair], pred: np.ndarray, width: np.ndarray,
+            first: tuple[float, float] = (0.02, 0.05), second: tuple[float, float] = (0.05, 0.2)) -> dict:
+    """Successive halving across strategies at k ≥ 10, against running every strategy to the second round's share.
+    Round one runs every trained strategy at a share in ``first``; a strategy whose forecast's upper bound (80 %
+    interval) lies below another's lower bound, or below FE's accuracy (measured), is dropped; the survivors run at a
+    share in ``second`` and the best of their forecasts and FE is advised. Per policy: (decisions, agreement, mean
+    regret in points, mean probe cost in shares of the full run summed over strategies); also how many trained
+    strategies were dropped and how many of those were the cell's winner."""
+    at: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))  # (cell, round) -> short cell -> strategy -> pair
+    for idx, p in enumerate(data):
+        if p.k_full >= 10:
+            for name, (lo, hi) in (("first", first), ("second", second)):
+                if lo < p.share <= hi:
+                    at[(p.cell, name)][p.short_cell][p.strategy] = idx
+    got: dict[str, list] = defaultdict(list)
+    dropped = winners = trained = 0
+    for (cell, name), shorts in list(at.items()):
+        if name != "first" or (cell, "second") not in at:
+            continue
+        acc = {s: rows[cell]["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES}
+        best = max(acc.values())
+        for one in (v for v in shorts.values() if len(v) == 3):
+            for two in (v for v in at[(cell, "second")].values() if len(v) == 3):
+                fc = {s: pred[i] for s, i in one.items()}
+                low = {s: fc[s] - width[i] for s, i in one.items()} | {"feature_extraction": acc["feature_extraction"]}
+                keep = [s for s, i in one.items() if not fc[s] + width[i] < max(v for o, v in low.items() if o != s)]
+                trained += 3
+                dropped += 3 - len(keep)
+                winners += sum(acc[s] >= best - 1e-9 for s in one if s not in keep)
+                share1, share2 = data[next(iter(one.values()))].share, data[next(iter(two.values()))].share
+                for policy, cand, cost in (("halving", keep, 3 * share1 + len(keep) * share2),
+                                           ("all at round one's share", list(one), 3 * share1),
+                                           ("all at round two's share", list(two), 3 * share2)):
+                    chosen = {"feature_extraction": acc["feature_extraction"]} | {
+                        s: pred[(one if policy == "all at round one's share" else two)[s]] for s in cand}
+                    pick = max(chosen, key=chosen.get)
+                    got[policy].append((acc[pick] >= best - 1e-9, (best - acc[pick]) * 100, cost))
+    out = {policy: (len(v), *(float(np.mean(x)) for x in zip(*v))) for policy, v in got.items()}
+    return out | {"dropped": (trained, dropped, winners)}
+
+
 def seed_spread(rows: list[dict], k_min: float = 10) -> tuple[int, float]:
     """Mean |difference| of a trained strategy's accuracy between seeds of the same configuration, ÷ √2: the
     error of a perfect forecast of the configuration's mean accuracy, in points."""
@@ -192,6 +260,15 @@ def report(rows: list[dict]) -> str:
     for lo, hi, label in BUCKETS[1:]:
         got = decisions(rows, data, preds | {"always feature extraction": np.full(len(data), -1.0)}, lo, hi)
         lines.append(f"  {label:<16}" + "; ".join(f"{n} {c} {a:.0%} {r:.2f}p" for n, (c, a, r) in got.items()))
+        (c, a, r), w, err = decision_tuned(rows, data, lo, hi)
+        lines.append(f"  {'':<16}shift with its weight tuned for decisions (per held-out family, on the others) {c} {a:.0%} {r:.2f}p; "
+                     f"median weight {w:.2f}, mean absolute error {err:.2f}")
+    got = halving(rows, data, preds["forecaster"], widths["forecaster"])
+    trained, dropped, winners = got.pop("dropped")
+    lines.append(f"successive halving at k ≥ 10 (the forecaster; round one at share 1/30, survivors at 1/10): dropped "
+                 f"{dropped} of {trained} trained strategies, {winners} of them the cell's winner")
+    lines.append("  " + "; ".join(f"{n} {c} {a:.0%} {r:.2f}p cost {x:.2f}" for n, (c, a, r, x) in got.items())
+                 + " (decisions, agreement, mean regret, probe cost in full runs)")
     means = seed_mean_targets(rows, data)
     lines.append("against the long run's mean over the seeds of its configuration (less test-set and training noise "
                  "in the truth): mean absolute error in points, k ≥ 10")
