@@ -42,6 +42,7 @@ def probe_seconds(rec: Recommendation, fraction: float) -> float:
 MIN_STEPS = 10  # a trained strategy needs this many steps ...
 MIN_SHARE = 0.02  # ... and this share of the budget's epoch-equivalents for its probe to judge it
 CHANCE_SE = 2.0  # an accuracy within this many standard errors of chance shows nothing was learnt yet
+MIN_WEIGHT = 0.1  # runs whose surprise moves their forecasts by less than this share of itself cannot check the advice
 
 
 def _judge(run: ProbeRun, n_classes: int, n_val: int, in_budget: float | None) -> ProbeRun:
@@ -132,10 +133,13 @@ def _forecast(pred: learned.LearnedPredictor, plan: Plan, run: ProbeRun, n_train
     return run.model_copy(update={"share": float(f"{share:.4g}"), "forecast": q})
 
 
-def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, bool | None, str]:
+def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun],
+                      fc: forecast.Forecaster | None = None) -> tuple[list, bool | None, str]:
     """Ranking and verdict from the forecasts at the full budget (feature extraction: the recommendation's own
     figure, measured on all the data when it could be). The recommendation disagrees only when a forecast beats
-    it by more than the two forecasts' combined uncertainty (σ from their 80 % intervals)."""
+    it by more than the two forecasts' combined uncertainty (σ from their 80 % intervals). Where ``fc`` gives
+    every run less than :data:`MIN_WEIGHT` (runs too short a share of the full run), the forecasts are the model's
+    own figures and the probe cannot check the ranking (``agrees`` None) — only that a strategy is not viable."""
     fe = rec.estimate("feature_extraction").accuracy
     value: dict[str, Quantity] = {r.strategy: r.forecast for r in runs if r.forecast is not None}
     if fe is not None and any(r.strategy == "feature_extraction" for r in runs):
@@ -157,6 +161,18 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun]) -> tuple[list, 
     def sigma(q: Quantity) -> float:
         return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / Z80
 
+    shares = [r.share for r in runs if r.forecast is not None and r.share is not None]
+    if fc is not None and shares and max(fc.weight(x) for x in shares) < MIN_WEIGHT:
+        need = fc.share_for(MIN_WEIGHT)
+        span = f"{min(shares):.1%}" + (f"–{max(shares):.1%}" if max(shares) > min(shares) * 1.05 else "")
+        ran = ("" if dead else " Its runs do show that every strategy it ran trains (none diverged or stayed at chance).")
+        return ranking, None, (
+            f"The probe cannot check the ranking: its runs are {span} of the full run, too short for what they showed to "
+            f"move their forecasts (weight {max(fc.weight(x) for x in shares):.2f}, fitted on the cells; a weight of "
+            f"{MIN_WEIGHT:g} needs about {need:.1%} of the full run, about {need / min(shares):.0f}× this probe's time), "
+            f"so the forecasts are the model's own: "
+            f"{best} {value[best].value:.1%}" + (f", the recommended {chosen} {value[chosen].value:.1%}." if best != chosen else
+                                                 " (the recommendation).") + ran + tail)
     gap, spread = value[best].value - value[chosen].value, math.hypot(sigma(value[best]), sigma(value[chosen]))
     tied = [s for s in ranking if s != chosen and s in value and abs(value[s].value - value[chosen].value) < 5e-4]
     if gap < 5e-4:
@@ -237,7 +253,7 @@ def _judge_all(plan: Plan, rec: Recommendation, runs: list[ProbeRun], n_train: i
     if pred is not None and pred.forecaster is not None and k_budget:
         full = pred.normalised(plan.facts, EpochEquivalents(k_budget), plan.speed_ratios)
         runs = [_forecast(pred, plan, r, n_train, n_val, k_budget, full) for r in runs]
-        return runs, *_forecast_verdict(rec, runs)
+        return runs, *_forecast_verdict(rec, runs, pred.forecaster)
     runs = [_judge(r, len(plan.scanned.classes), n_val, k_budget) for r in runs]  # no learned model: the runs' own accuracies
     return runs, *_verdict(rec, runs, n_val)
 

@@ -363,7 +363,8 @@ class ProbeResult(BaseModel):
     runs: list[ProbeRun]
     ranking: list[StrategyName]
     agrees: bool | None = Field(description="whether the probe's judged runs agree with the recommendation; None "
-                                "when the recommended strategy's run was too short to judge")
+                                "when the recommended strategy's run was too short to judge, or every run too short "
+                                "a share of the full run to move its forecast")
     verdict: str
     train_images: int
     val_images: int

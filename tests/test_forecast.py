@@ -97,3 +97,25 @@ def test_the_halving_benchmark_drops_only_what_its_intervals_exclude(fitted):
     trained, dropped, winners = got.pop("dropped")
     assert 0 <= winners <= dropped <= trained and dropped > 0 and got["halving"][0] == got["all at round one's share"][0]
     assert got["all at round one's share"][3] < got["halving"][3] <= got["all at round one's share"][3] + got["all at round two's share"][3]
+
+
+def test_runs_too_short_to_move_their_forecasts_cannot_check_the_ranking():
+    plan = api.plan(n_images=2000, n_classes=10, similarity=0.5, gpu_hours=1, device_name="a100")
+    rec = decide(plan)
+    pred = learned.LearnedPredictor(*learned.load())
+    k = rec.estimate("retrain").epochs_in_budget.value
+    full = pred.normalised(rec.facts, EpochEquivalents(k))
+    need = pred.forecaster.share_for(probing.MIN_WEIGHT)
+    fe = ProbeRun(strategy="feature_extraction", val_accuracy=0.8, steps=1, epochs=1, seconds=1, images_per_second=500, curve=[])
+    verdicts = {}
+    for share in (need / 5, min(0.5, need * 20)):
+        reach = share * k * 2000 / 400  # epoch-equivalents of the 400 probe images that make this share
+        runs = [fe] + [ProbeRun(strategy=s, val_accuracy=0.7, steps=50, epochs=reach, seconds=5.0, images_per_second=100.0,
+                                curve=[(5.0, 0.5)], reach=reach) for s in ("fine_tune", "retrain", "scratch")]
+        runs = [probing._forecast(pred, plan, r, 400, 200, k, full) for r in runs]
+        assert all(r.share == pytest.approx(share, rel=1e-3) for r in runs[1:])
+        verdicts[share] = probing._forecast_verdict(rec, runs, pred.forecaster)
+    (_, short_agrees, short_verdict), (_, long_agrees, long_verdict) = verdicts.values()
+    # below the share where a run's surprise counts, the forecasts are the model's: nothing to agree or disagree with
+    assert short_agrees is None and "cannot check the ranking" in short_verdict and "every strategy it ran trains" in short_verdict
+    assert long_agrees in (True, False) and "cannot check" not in long_verdict

@@ -113,6 +113,10 @@ class Forecaster:
         """How much of the short run's surprise carries to the full budget."""
         return float(np.clip(self.a_ + self.b_ * math.log(max(share, 1e-6)), 0.0, 1.0))
 
+    def share_for(self, weight: float) -> float:
+        """The share from which a short run's surprise carries ``weight`` of itself to the full budget."""
+        return float(math.exp((weight - self.a_) / self.b_)) if self.b_ > 0 else float("nan")
+
     def predict(self, observed: float, prior_short: float, prior_full: float, share: float) -> float:
         return float(np.clip(prior_full + self.weight(share) * (observed - prior_short), 0.0, 1.0))
 
