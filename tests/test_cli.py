@@ -112,7 +112,9 @@ def test_probe_runs_every_strategy_and_stores_the_result(digits_dir, tmp_path, w
             assert not r.judged and r.steps < probing.MIN_STEPS and "too short to forecast" in r.note
     chosen = probe.recommendation.strategy
     fc = learned.load()[0]["forecast"]
-    if max(fc.weight(r.share) for r in probe.runs if r.forecast is not None) < probing.MIN_WEIGHT:
+    if chosen in {r.strategy for r in probe.runs if not r.viable}:  # diverged or at chance: real evidence at any length
+        assert probe.agrees is False and "not viable" in probe.verdict
+    elif max(fc.weight(r.share) for r in probe.runs if r.forecast is not None) < probing.MIN_WEIGHT:
         assert probe.agrees is None and "cannot check the ranking" in probe.verdict  # the forecasts are the model's
     elif chosen in value:  # it disagrees only when a forecast beats the recommendation by more than their uncertainty
         sigma = [(q.high - q.low) / 2 / Z80 if q.low is not None else 0.0 for q in (value[ranked[0]], value[chosen])]
