@@ -169,7 +169,7 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun],
         return ranking, None, (
             f"The probe cannot check the ranking: its runs are {span} of the full run, too short for what they showed to "
             f"move their forecasts (weight {max(fc.weight(x) for x in shares):.2f}, fitted on the cells; a weight of "
-            f"{MIN_WEIGHT:g} needs about {need:.1%} of the full run, about {need / min(shares):.0f}× this probe's time), "
+            f"{MIN_WEIGHT:g} needs about {need:.1%} of the full run, about {math.ceil(need / min(shares))}× this probe's time), "
             f"so the forecasts are the model's own: "
             f"{best} {value[best].value:.1%}" + (f", the recommended {chosen} {value[chosen].value:.1%}." if best != chosen else
                                                  " (the recommendation).") + ran + tail)
