@@ -196,7 +196,8 @@ def probe(plan: Plan, options: ProbeOptions = ProbeOptions(), state: MachineStat
     its runs' wall time, to within about a step. What is left is shared by the strategies still to run, so time feature
     extraction's one pass does not use goes to the others. With the plan's learned model, each trained run of at least
     :data:`MIN_STEPS` steps forecasts its strategy's accuracy at the full budget (:func:`_forecast`), the
-    verdict compares the forecasts (:func:`_forecast_verdict`) and calibration learns from them; a diverged run,
+    verdict compares the forecasts (:func:`_forecast_verdict`; runs too short a share of the full run to move them
+    cannot check the ranking, and say so) and calibration learns from them; a diverged run,
     or one still at chance, shows its strategy is not viable. Without the model the runs' own accuracies are
     compared where long enough (:func:`_judge`). A run too short for either is reported as such and changes nothing.
     Runs at ``options.resolution`` (default: each strategy's planned resolution, at most 64 px on a CPU).
