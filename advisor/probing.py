@@ -162,17 +162,18 @@ def _forecast_verdict(rec: Recommendation, runs: list[ProbeRun],
         return 0.0 if q.low is None or q.high is None else (q.high - q.low) / 2 / Z80
 
     shares = [r.share for r in runs if r.forecast is not None and r.share is not None]
-    if fc is not None and shares and max(fc.weight(x) for x in shares) < MIN_WEIGHT:
+    moved = max((fc.weight(x) for x in shares), default=None) if fc is not None else None
+    if moved is not None and moved < MIN_WEIGHT:  # the forecasts are the model's own figures
         need = fc.share_for(MIN_WEIGHT)
         span = f"{min(shares):.1%}" + (f"–{max(shares):.1%}" if max(shares) > min(shares) * 1.05 else "")
-        ran = ("" if dead else " Its runs do show that every strategy it ran trains (none diverged or stayed at chance).")
-        return ranking, None, (
-            f"The probe cannot check the ranking: its runs are {span} of the full run, too short for what they showed to "
-            f"move their forecasts (weight {max(fc.weight(x) for x in shares):.2f}, fitted on the cells; a weight of "
-            f"{MIN_WEIGHT:g} needs about {need:.1%} of the full run, about {math.ceil(need / min(shares))}× this probe's time), "
-            f"so the forecasts are the model's own: "
-            f"{best} {value[best].value:.1%}" + (f", the recommended {chosen} {value[chosen].value:.1%}." if best != chosen else
-                                                 " (the recommendation).") + ran + tail)
+        longer = (f"; a weight of {MIN_WEIGHT:g} needs about {need:.1%} of the full run, about "
+                  f"{math.ceil(need / min(shares))}× this probe's time" if math.isfinite(need) else "")
+        ran = "" if dead else " Its runs do show that every strategy it ran trains (none diverged or stayed at chance)."
+        figures = (f"{best} {value[best].value:.1%}, the recommended {chosen} {value[chosen].value:.1%}." if best != chosen
+                   else f"{best} {value[best].value:.1%} (the recommendation).")
+        return ranking, None, (f"The probe cannot check the ranking: its runs are {span} of the full run, too short for what "
+                               f"they showed to move their forecasts (weight {moved:.2f}, fitted on the cells{longer}), so the "
+                               f"forecasts are the model's own: {figures}{ran}{tail}")
     gap, spread = value[best].value - value[chosen].value, math.hypot(sigma(value[best]), sigma(value[chosen]))
     tied = [s for s in ranking if s != chosen and s in value and abs(value[s].value - value[chosen].value) < 5e-4]
     if gap < 5e-4:
