@@ -86,6 +86,15 @@ def interval_of(pred: np.ndarray, target: np.ndarray, shares: np.ndarray, family
     return out
 
 
+def outcome(row: dict, forecasts: dict[str, float]) -> tuple[bool, float]:
+    """Advise the best of ``forecasts`` and feature extraction's measured accuracy on the cell ``row``: whether that
+    is the cell's winner and the regret in points."""
+    acc = {s: row["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES}
+    fc = {"feature_extraction": acc["feature_extraction"]} | forecasts
+    pick, best = max(fc, key=fc.get), max(acc.values())
+    return acc[pick] >= best - 1e-9, (best - acc[pick]) * 100
+
+
 def decisions(rows: list[dict], data: list[forecast.Pair], preds: dict[str, np.ndarray], lo: float, hi: float) -> dict:
     """Per candidate: (cells, agreement, mean regret in points) at full budgets k ≥ 10 when the best forecast
     is advised, FE's accuracy known, the short run at a share in (lo, hi]."""
@@ -99,11 +108,9 @@ def decisions(rows: list[dict], data: list[forecast.Pair], preds: dict[str, np.n
         for (cell, _), idx in by.items():
             if len(idx) < 3:
                 continue
-            acc = {s: rows[cell]["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES}
-            fc = {"feature_extraction": acc["feature_extraction"]} | {s: pred[i] for s, i in idx.items()}
-            pick = max(fc, key=fc.get)
-            agree.append(acc[pick] >= max(acc.values()) - 1e-9)
-            regret.append((max(acc.values()) - acc[pick]) * 100)
+            right, lost = outcome(rows[cell], {s: pred[i] for s, i in idx.items()})
+            agree.append(right)
+            regret.append(lost)
         out[name] = (len(agree), float(np.mean(agree)) if agree else float("nan"), float(np.mean(regret)) if regret else float("nan"))
     return out
 
@@ -134,44 +141,37 @@ def decision_tuned(rows: list[dict], data: list[forecast.Pair], lo: float, hi: f
 
 
 def halving(rows: list[dict], data: list[forecast.Pair], pred: np.ndarray, width: np.ndarray,
-            first: tuple[float, float] = (0.02, 0.05), second: tuple[float, float] = (0.05, 0.2)) -> dict:
+            first: tuple[float, float] = (0.02, 0.05), second: tuple[float, float] = (0.05, 0.2)) -> tuple[dict, tuple]:
     """Successive halving across strategies at k ≥ 10, against running every strategy to the second round's share.
     Round one runs every trained strategy at a share in ``first``; a strategy whose forecast's upper bound (80 %
     interval) lies below another's lower bound, or below FE's accuracy (measured), is dropped; the survivors run at a
-    share in ``second`` and the best of their forecasts and FE is advised. Per policy: (decisions, agreement, mean
-    regret in points, mean probe cost in shares of the full run summed over strategies); also how many trained
-    strategies were dropped and how many of those were the cell's winner."""
-    at: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))  # (cell, round) -> short cell -> strategy -> pair
+    share in ``second`` and the best of their forecasts and FE is advised. Returns, per policy, (decisions, agreement,
+    mean regret in points, mean probe cost in shares of the full run summed over strategies), and (trained
+    strategies, dropped, dropped that were the cell's winner)."""
+    rounds: list[dict] = [defaultdict(lambda: defaultdict(dict)), defaultdict(lambda: defaultdict(dict))]  # cell -> short cell -> strategy -> pair
     for idx, p in enumerate(data):
-        if p.k_full >= 10:
-            for name, (lo, hi) in (("first", first), ("second", second)):
-                if lo < p.share <= hi:
-                    at[(p.cell, name)][p.short_cell][p.strategy] = idx
+        for at, (lo, hi) in zip(rounds, (first, second)):
+            if p.k_full >= 10 and lo < p.share <= hi:
+                at[p.cell][p.short_cell][p.strategy] = idx
     got: dict[str, list] = defaultdict(list)
     dropped = winners = trained = 0
-    for (cell, name), shorts in list(at.items()):
-        if name != "first" or (cell, "second") not in at:
-            continue
-        acc = {s: rows[cell]["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES}
-        best = max(acc.values())
-        for one in (v for v in shorts.values() if len(v) == 3):
-            for two in (v for v in at[(cell, "second")].values() if len(v) == 3):
-                fc = {s: pred[i] for s, i in one.items()}
-                low = {s: fc[s] - width[i] for s, i in one.items()} | {"feature_extraction": acc["feature_extraction"]}
-                keep = [s for s, i in one.items() if not fc[s] + width[i] < max(v for o, v in low.items() if o != s)]
+    for cell in set(rounds[0]) & set(rounds[1]):
+        row, fe = rows[cell], rows[cell]["runs"]["feature_extraction"]["val_accuracy"]
+        best = max(row["runs"][s]["val_accuracy"] for s in STRATEGY_NAMES)
+        for one in (v for v in rounds[0][cell].values() if len(v) == 3):
+            for two in (v for v in rounds[1][cell].values() if len(v) == 3):
+                low = {s: pred[i] - width[i] for s, i in one.items()} | {"feature_extraction": fe}
+                keep = [s for s, i in one.items() if not pred[i] + width[i] < max(v for o, v in low.items() if o != s)]
                 trained += 3
                 dropped += 3 - len(keep)
-                winners += sum(acc[s] >= best - 1e-9 for s in one if s not in keep)
+                winners += sum(row["runs"][s]["val_accuracy"] >= best - 1e-9 for s in one if s not in keep)
                 share1, share2 = data[next(iter(one.values()))].share, data[next(iter(two.values()))].share
-                for policy, cand, cost in (("halving", keep, 3 * share1 + len(keep) * share2),
-                                           ("all at round one's share", list(one), 3 * share1),
-                                           ("all at round two's share", list(two), 3 * share2)):
-                    chosen = {"feature_extraction": acc["feature_extraction"]} | {
-                        s: pred[(one if policy == "all at round one's share" else two)[s]] for s in cand}
-                    pick = max(chosen, key=chosen.get)
-                    got[policy].append((acc[pick] >= best - 1e-9, (best - acc[pick]) * 100, cost))
-    out = {policy: (len(v), *(float(np.mean(x)) for x in zip(*v))) for policy, v in got.items()}
-    return out | {"dropped": (trained, dropped, winners)}
+                for policy, runs, cost in (("halving", {s: two[s] for s in keep}, 3 * share1 + len(keep) * share2),
+                                           ("all at round one's share", one, 3 * share1),
+                                           ("all at round two's share", two, 3 * share2)):
+                    got[policy].append((*outcome(row, {s: pred[i] for s, i in runs.items()}), cost))
+    return ({policy: (len(v), *(float(np.mean(x)) for x in zip(*v))) for policy, v in got.items()},
+            (trained, dropped, winners))
 
 
 def seed_spread(rows: list[dict], k_min: float = 10) -> tuple[int, float]:
@@ -263,8 +263,7 @@ def report(rows: list[dict]) -> str:
         (c, a, r), w, err = decision_tuned(rows, data, lo, hi)
         lines.append(f"  {'':<16}shift with its weight tuned for decisions (per held-out family, on the others) {c} {a:.0%} {r:.2f}p; "
                      f"median weight {w:.2f}, mean absolute error {err:.2f}")
-    got = halving(rows, data, preds["forecaster"], widths["forecaster"])
-    trained, dropped, winners = got.pop("dropped")
+    got, (trained, dropped, winners) = halving(rows, data, preds["forecaster"], widths["forecaster"])
     lines.append(f"successive halving at k ≥ 10 (the forecaster; round one at share 1/30, survivors at 1/10): dropped "
                  f"{dropped} of {trained} trained strategies, {winners} of them the cell's winner")
     lines.append("  " + "; ".join(f"{n} {c} {a:.0%} {r:.2f}p cost {x:.2f}" for n, (c, a, r, x) in got.items())
